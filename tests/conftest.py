@@ -1,0 +1,117 @@
+"""Shared fixtures: tiny generators built in the test, real photos, odd files."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from unlearnable_cli.weights import GeneratorCard, save_generator
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@functools.lru_cache(maxsize=None)
+def _trained_tiny(width: int) -> tuple[dict[str, torch.Tensor], GeneratorCard]:
+    """A ConvNet trained for 40 steps on colour-coded synthetic classes: a real (if weak)
+    classifier whose loss responds to small input changes, built in seconds."""
+    card = GeneratorCard(arch="convnet", arch_kwargs={"width": width}, class_names=list(CLASSES),
+                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), method="sem",
+                         hyperparameters={"adv_radius": 4 / 255, "adv_step_size": 0.8 / 255, "adv_steps": 2})
+    torch.manual_seed(0)
+    model = card.build()
+    g = torch.Generator().manual_seed(0)
+    colours = torch.rand(10, 3, 1, 1, generator=g)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(40):
+        y = torch.randint(0, 10, (64,), generator=g)
+        x = 0.5 * colours[y] + 0.5 * torch.rand(64, 3, 32, 32, generator=g)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.clone() for k, v in model.state_dict().items()}, card
+
+
+def tiny_model(width: int = 4) -> tuple[torch.nn.Module, GeneratorCard]:
+    """A fresh copy of the cached tiny trained generator and its card."""
+    state, card = _trained_tiny(width)
+    model = card.build()
+    model.load_state_dict(state)
+    return model.eval(), copy.deepcopy(card)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model, card = tiny_model()
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_generator(path, model, card)
+    return path
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    from skimage import data
+    return getattr(data, name)()
+
+
+def save(arr_or_img: np.ndarray | Image.Image, path: Path, **kwargs: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = arr_or_img if isinstance(arr_or_img, Image.Image) else Image.fromarray(arr_or_img)
+    img.save(path, **kwargs)
+    return path
+
+
+def small(name: str, size: int = 96) -> Image.Image:
+    """A real photo from scikit-image, shrunk to keep tests fast."""
+    img = Image.fromarray(skimage_photo(name))
+    img.thumbnail((size, size))
+    return img
+
+
+def exif_rotated_jpeg(path: Path) -> Path:
+    """A 60x40 (W x H) JPEG with EXIF orientation 6 (display rotated 90° clockwise)."""
+    img = small("astronaut", 60).resize((60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "TestCam"
+    return save(img, path, exif=exif.tobytes(), quality=95)
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Real photos (scikit-image samples) in nested folders plus every odd case the tool must handle."""
+    root = tmp_path / "photos"
+    save(small("astronaut"), root / "alice" / "astronaut.jpg", quality=95)
+    save(small("coffee"), root / "alice" / "coffee.png")
+    save(small("chelsea"), root / "bob" / "deep" / "chelsea.webp", quality=95)
+    save(small("rocket"), root / "bob" / "rocket.tif")
+    save(small("camera").convert("L"), root / "gray.png")
+    logo = small("logo").convert("RGBA")
+    logo.putalpha(Image.linear_gradient("L").resize(logo.size))      # RGBA with a real alpha ramp
+    save(logo, root / "logo_rgba.png")
+    save(small("coffee").convert("P", palette=Image.Palette.ADAPTIVE), root / "palette.gif")
+    save(small("chelsea").convert("CMYK"), root / "cmyk.jpg")
+    arr16 = (np.asarray(small("camera").convert("L")).astype(np.uint16) * 257)
+    save(Image.fromarray(arr16), root / "gray16.png")
+    exif_rotated_jpeg(root / "rotated.jpg")
+    save(small("astronaut", 48), root / "ünïcödé 照片.bmp")
+    save(small("coffee", 40), root / "dup.jpg", quality=95)
+    save(small("chelsea", 40), root / "dup.png")
+    good = io.BytesIO()
+    small("rocket").save(good, format="JPEG")
+    (root / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 3])
+    (root / "zero.png").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is a text file, not a JPEG")
+    (root / "readme.txt").write_text("ignored: not an image suffix")
+    return root
+
+
+BAD_FILES = {"truncated.jpg", "zero.png", "notes.jpg"}

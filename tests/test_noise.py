@@ -1,0 +1,98 @@
+"""The shared noise engine (SEM / REM / EM), the PGD attack and the exact 8-bit bound."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unlearnable_cli.attacks import PGD
+from unlearnable_cli.noise import ErrorMinimizingNoise, Method, NoiseConfig, project
+from unlearnable_cli.protect import quantize
+
+from conftest import tiny_model
+
+
+def loss(model, x, y):
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+
+
+@pytest.mark.parametrize("method", list(Method))
+def test_noise_lowers_the_loss_and_respects_the_ball(method):
+    model, _ = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    cfg = NoiseConfig(method=method, steps=5, eot_samples=2, adv_steps=2)
+    delta = ErrorMinimizingNoise(model, cfg)(x, y, g)
+    assert delta.shape == x.shape
+    assert delta.abs().max() <= cfg.radius + 1e-6
+    assert ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
+    before, after = loss(model, x, y), loss(model, x + delta, y)
+    random_noise = loss(model, (x + (torch.rand(x.shape, generator=g) * 2 - 1) * cfg.radius).clamp(0, 1), y)
+    assert after < 0.7 * before, f"{method}: loss {before:.3f} -> {after:.3f}"
+    assert after < 0.7 * random_noise, "no better than random noise of the same size"
+
+
+def test_noise_works_at_full_resolution_and_for_grayscale():
+    model, _ = tiny_model()
+    g = torch.Generator().manual_seed(1)
+    gray = torch.rand(2, 1, 70, 90, generator=g).expand(-1, 3, -1, -1)
+    y = torch.tensor([3, 7])
+    engine = ErrorMinimizingNoise(model, NoiseConfig(steps=4, eot_samples=3))
+    delta = engine(gray, y, g, shared_channels=True)
+    assert delta.shape == (2, 1, 70, 90)
+    assert delta.abs().max() <= 8 / 255 + 1e-6
+    small = F.interpolate(gray, size=(32, 32), mode="bilinear", antialias=True)
+    small_after = F.interpolate(gray + delta, size=(32, 32), mode="bilinear", antialias=True)
+    assert loss(model, small_after, y) < loss(model, small, y)
+
+
+def test_same_seed_same_noise_other_seed_other_noise():
+    model, _ = tiny_model()
+    x = torch.rand(4, 3, 32, 32)
+    y = torch.arange(4)
+    engine = ErrorMinimizingNoise(model, NoiseConfig(steps=2, eot_samples=2))
+    a = engine(x, y, torch.Generator().manual_seed(5))
+    b = engine(x, y, torch.Generator().manual_seed(5))
+    c = engine(x, y, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_engine_restores_model_mode():
+    model, _ = tiny_model()
+    model.train()
+    ErrorMinimizingNoise(model, NoiseConfig(steps=1, eot_samples=1))(torch.rand(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
+    assert model.training
+
+
+@pytest.mark.parametrize("radius", [1, 4, 8, 16])
+def test_bound_holds_exactly_after_quantization(radius):
+    g = torch.Generator().manual_seed(radius)
+    for trial in range(20):
+        x_u8 = torch.randint(0, 256, (4, 3, 17, 23), generator=g, dtype=torch.uint8)
+        x_u8[0] = 0
+        x_u8[1] = 255                      # saturated images: the [0, 1] clamp is active
+        delta = (torch.rand(x_u8.shape, generator=g) * 2 - 1) * (radius + 0.49) / 255  # even slightly too large
+        out = quantize(x_u8, delta, radius)
+        diff = (out.int() - x_u8.int()).abs()
+        assert diff.max() <= radius
+        assert out.dtype == torch.uint8
+
+
+def test_project_clips_to_ball_and_valid_range():
+    x = torch.tensor([0.0, 0.5, 1.0])
+    d = project(torch.tensor([-0.5, 0.5, 0.5]), x, 0.1)
+    assert torch.allclose(d, torch.tensor([0.0, 0.1, 0.0]))
+
+
+def test_pgd_raises_the_loss_stays_in_ball_and_restores_mode():
+    model, _ = tiny_model()
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    adv = PGD(model, eps=4 / 255, alpha=1 / 255, steps=5)(x, y, g)
+    assert model.training
+    assert (adv - x).abs().max() <= 4 / 255 + 1e-6
+    assert loss(model.eval(), adv, y) > loss(model, x, y)

@@ -1,0 +1,199 @@
+"""`unlearnable protect` and `unlearnable info` through Typer's CliRunner on real photo folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from unlearnable_cli import imageio, weights
+from unlearnable_cli.cli import app
+from unlearnable_cli.imageio import read_image
+
+from conftest import BAD_FILES, save, small
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
+
+
+def run(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def pngs(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def test_protects_a_real_photo_folder(photo_folder: Path, tiny_weights: Path, tmp_path: Path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    save(small("rocket"), photo_folder / "with_icc.png", icc_profile=icc)
+    originals = digests(photo_folder)
+    out = tmp_path / "out"
+    result = run("protect", photo_folder, "-o", out, "--weights", tiny_weights, *FAST)
+
+    assert result.exit_code == 1, result.output                      # three bad files
+    for bad in BAD_FILES:
+        assert f"{photo_folder / bad}:" in result.output
+    assert "3 file(s) could not be protected" in result.output
+    assert digests(photo_folder) == originals, "an original was modified"
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = {r["source"]: r for r in manifest["images"]}
+    good = [p.relative_to(photo_folder).as_posix() for p in imageio.find_images(photo_folder)
+            if p.name not in BAD_FILES]
+    assert sorted(records) == sorted(good)
+    assert {f["source"] for f in manifest["failed"]} == BAD_FILES
+    # a.jpg and a.png both kept under distinct names; nested and unicode paths mirrored
+    assert records["dup.jpg"]["output"] == "dup.jpg.png" and records["dup.png"]["output"] == "dup.png.png"
+    assert records["bob/deep/chelsea.webp"]["output"] == "bob/deep/chelsea.png"
+    assert (out / "ünïcödé 照片.png").is_file()
+
+    for src, rec in records.items():
+        original = read_image(photo_folder / src)
+        with Image.open(out / rec["output"]) as img:
+            mode, arr, info = img.mode, np.asarray(img), img.info
+        pixels = arr[..., None] if arr.ndim == 2 else arr
+        channels = original.pixels.shape[2]
+        assert pixels.shape[:2] == original.pixels.shape[:2], src
+        diff = np.abs(pixels[..., :channels].astype(int) - original.pixels.astype(int))
+        assert diff.max() <= 8 and diff.max() == rec["linf"], src     # the exact 8-bit bound
+        assert diff.max() > 0, f"{src}: nothing was added"
+        if original.alpha is not None:
+            assert np.array_equal(pixels[..., -1], original.alpha), f"{src}: alpha changed"
+        assert mode == {1: "L", 3: "RGB"}[channels] + ("A" if original.alpha is not None else "")
+        assert "exif" not in info, f"{src}: EXIF kept without --keep-exif"
+        assert rec["psnr"] > 30 and rec["loss_after"] <= rec["loss_before"] + 1e-6, src
+    assert records["gray.png"]["channels"] == "gray" and records["gray16.png"]["channels"] == "gray"
+    with Image.open(out / "with_icc.png") as img:
+        assert img.info.get("icc_profile") == icc
+    # images directly in one folder share a class; the two named folders get different ones
+    assert records["alice/astronaut.jpg"]["class"] == records["alice/coffee.png"]["class"]
+    assert records["alice/astronaut.jpg"]["class"] != records["bob/rocket.tif"]["class"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_keep_exif_and_labels_options(tmp_path: Path, tiny_weights: Path):
+    from conftest import exif_rotated_jpeg
+    src = tmp_path / "in"
+    exif_rotated_jpeg(src / "r.jpg")
+    save(small("coffee", 40), src / "c.png")
+    out = tmp_path / "out"
+    result = run("protect", src, "-o", out, "--weights", tiny_weights, "--keep-exif", "--labels", "cat", *FAST)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "r.png") as img:
+        assert img.size == (40, 60)                                    # stored upright
+        assert img.getexif().get(0x010F) == "TestCam"
+    records = json.loads((out / "manifest.json").read_text())["images"]
+    assert {r["class"] for r in records} == {"cat"}
+    out2 = tmp_path / "out2"
+    assert run("protect", src, "-o", out2, "--weights", tiny_weights, "--labels", "predict", *FAST).exit_code == 0
+    assert len(json.loads((out2 / "manifest.json").read_text())["images"]) == 2
+
+
+def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_weights: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    src = tmp_path / "in"
+    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket", "camera"]):
+        save(small(name, 32).resize((32, 32)), src / f"{i}.png")      # equal sizes: real batches
+    args = ["--weights", tiny_weights, "--batch-size", "2", "--seed", "7", *FAST]
+    clean = tmp_path / "clean"
+    assert run("protect", src, "-o", clean, *args).exit_code == 0
+    again = tmp_path / "again"
+    assert run("protect", src, "-o", again, *args).exit_code == 0
+    assert pngs(clean) == pngs(again)
+    other = tmp_path / "other"
+    assert run("protect", src, "-o", other, *args[:-5], "--seed", "8", *FAST).exit_code == 0
+    assert pngs(other) != pngs(clean)
+
+    # Interrupt while renaming the 4th PNG: the middle of the second batch of two.
+    real_replace = imageio.os.replace
+    calls = {"png": 0}
+
+    def flaky_replace(a, b):
+        if str(b).endswith(".png"):
+            calls["png"] += 1
+            if calls["png"] == 4:
+                raise KeyboardInterrupt
+        return real_replace(a, b)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(imageio.os, "replace", flaky_replace)
+    result = run("protect", src, "-o", resumed, *args)
+    assert result.exit_code == 130 and "rerun the same command" in result.output
+    assert len(pngs(resumed)) == 3 and not list(resumed.rglob("*.tmp"))
+    monkeypatch.setattr(imageio.os, "replace", real_replace)
+    result = run("protect", src, "-o", resumed, *args)
+    assert result.exit_code == 0, result.output
+    assert pngs(resumed) == pngs(clean)
+    # and a finished run skips everything
+    result = run("protect", src, "-o", resumed, *args[:-1])
+    assert result.exit_code == 0 and "skipped (already done) │ 5" in result.output
+
+
+def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path: Path, tiny_weights: Path):
+    src = tmp_path / "photos"
+    save(small("coffee", 40), src / "a.png")
+    assert run("protect", src, "-o", src / "protected", "--weights", tiny_weights, *FAST).exit_code == 0
+    result = run("protect", src, "-o", src / "protected", "--weights", tiny_weights, *FAST)
+    assert result.exit_code == 0 and "skipped (already done) │ 1" in result.output
+    assert not (src / "protected" / "protected").exists()
+    assert run("protect", src, "--weights", tiny_weights, *FAST).exit_code == 0
+    assert (tmp_path / "photos-protected" / "a.png").is_file()
+
+
+@pytest.mark.parametrize("setup, extra, message", [
+    (lambda p: None, [], "input folder does not exist"),
+    (lambda p: p.mkdir(), [], "no images found"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{in}"], "is the input folder"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{parent}"], "contains the input folder"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{file}/sub"], "not writable"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["--radius", "0"], "--radius"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["--batch-size", "0"], "--batch-size"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["--labels", "zebra"], "zebra"),
+])
+def test_clear_errors_before_any_work(tmp_path: Path, tiny_weights: Path, setup, extra, message):
+    src = tmp_path / "in"
+    setup(src)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    extra = [e.format(**{"in": src, "parent": tmp_path, "file": blocker}) for e in extra]
+    result = run("protect", src, "--weights", tiny_weights, *extra, *FAST)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert [p for p in tmp_path.rglob("*.png") if src not in p.parents] == [], "work started"
+    assert not list(tmp_path.rglob("manifest.json"))
+
+
+def test_missing_default_generator_says_to_pass_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("UNLEARNABLE_WEIGHTS", raising=False)
+    monkeypatch.setattr(weights, "DEFAULT_WEIGHTS_NAME", "does-not-exist.safetensors")
+    save(small("coffee", 16), tmp_path / "in" / "a.png")
+    result = run("protect", tmp_path / "in", *FAST)
+    assert result.exit_code == 1 and "pass --weights" in result.output
+
+
+def test_bad_weights_file_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    save(small("coffee", 16), tmp_path / "in" / "a.png")
+    result = run("protect", tmp_path / "in", "--weights", bad, *FAST)
+    assert result.exit_code == 1 and "broken.safetensors: not a readable safetensors file" in result.output
+
+
+def test_info_prints_the_card(tiny_weights: Path, tmp_path: Path):
+    result = run("info", tiny_weights)
+    assert result.exit_code == 0
+    assert "convnet" in result.output and "airplane" in result.output and "32x32" in result.output
+    as_json = json.loads(run("info", tiny_weights, "--json").output)
+    assert as_json["class_names"][3] == "cat"
+    assert run("info", tmp_path / "missing.safetensors").exit_code == 1

@@ -1,0 +1,135 @@
+"""`train-generator`: a few steps of SEM / REM / EM on a tiny image-folder data set."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from unlearnable_cli.cli import app
+from unlearnable_cli.config import Preset, train_config
+from unlearnable_cli.noise import Method
+from unlearnable_cli.train import Interrupted, Trainer, train_generator
+from unlearnable_cli.weights import load_generator, read_card
+
+runner = CliRunner()
+TINY = ["--arch", "convnet", "--width", "4", "--steps", "4", "--batch-size", "8", "--noise-steps", "2",
+        "--eot-samples", "2", "--adv-steps", "2", "--checkpoint-every", "2", "--quiet"]
+
+
+def tiny_config(**kw):
+    base = dict(arch="convnet", width=4, steps=4, batch_size=8, noise_steps=2, eot_samples=2,
+                adv_steps=2, checkpoint_every=2, val_fraction=0.1, em_train_steps=2)
+    return train_config(Preset.CPU, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["red", "green", "blue"]):
+        (root / name).mkdir()
+        for i in range(12):
+            arr = rng.integers(0, 120, (32, 32, 3), dtype=np.uint8)
+            arr[..., c] += 120
+            Image.fromarray(arr).save(root / name / f"{i}.png")
+        Image.fromarray(arr).resize((48, 40)).save(root / name / "big.jpg")   # other sizes are resized
+    return root
+
+
+@pytest.mark.parametrize("method", list(Method))
+def test_each_method_trains_and_writes_a_complete_card(dataset, tmp_path, method):
+    out = tmp_path / f"{method.value}.safetensors"
+    card = train_generator(dataset, out, tiny_config(method=method), torch.device("cpu"), show_progress=False)
+    model, loaded = load_generator(out)
+    assert loaded == card
+    assert card.method == method.value and card.class_names == ["blue", "green", "red"]   # sorted folder names
+    assert card.input_size == (32, 32) and card.value_range == (0.0, 1.0)
+    assert card.dataset["sha256"] and card.dataset["train_images"] + card.dataset["val_images"] == 39
+    for key in ("defended_train_acc", "val_clean_acc", "val_pgd_acc"):
+        assert 0.0 <= card.metrics[key] <= 1.0
+    assert card.hyperparameters["noise_steps"] == 2 and card.provenance["wall_time_s"] > 0
+    assert card.adv_radius == (0.0 if method is Method.EM else 4 / 255)
+    log = out.with_suffix(".log.jsonl").read_text().splitlines()
+    assert log and '"final"' in log[-1]
+
+
+def test_resume_after_interrupt_equals_uninterrupted(dataset, tmp_path, monkeypatch):
+    cfg = tiny_config(steps=5, log_every=1)
+    straight = tmp_path / "straight.safetensors"
+    train_generator(dataset, straight, cfg, torch.device("cpu"), show_progress=False)
+
+    real_step = Trainer.sem_step
+
+    def step_then_ctrl_c(self):
+        result = real_step(self)
+        if self.step == 2:                       # Ctrl-C arrives during the 3rd step
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(Trainer, "sem_step", step_then_ctrl_c)
+    resumed = tmp_path / "resumed.safetensors"
+    with pytest.raises(Interrupted, match="stopped at step 3"):
+        train_generator(dataset, resumed, cfg, torch.device("cpu"), show_progress=False)
+    assert resumed.with_suffix(".ckpt.safetensors").exists() and not resumed.exists()
+    monkeypatch.setattr(Trainer, "sem_step", real_step)
+    train_generator(dataset, resumed, cfg, torch.device("cpu"), resume=True, show_progress=False)
+    a, _ = load_generator(straight)
+    b, _ = load_generator(resumed)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), f"{k} differs after resume"
+    steps = [line for line in resumed.with_suffix(".log.jsonl").read_text().splitlines() if '"final"' not in line]
+    assert len(steps) == 5                        # no duplicated log lines after resume
+
+
+def test_resume_with_other_options_is_refused(dataset, tmp_path):
+    out = tmp_path / "g.safetensors"
+    train_generator(dataset, out, tiny_config(), torch.device("cpu"), show_progress=False)
+    with pytest.raises(Exception, match="different options or data"):
+        train_generator(dataset, out, tiny_config(lr=0.05), torch.device("cpu"), resume=True, show_progress=False)
+
+
+def test_cli_generator_is_accepted_by_protect(dataset, tmp_path):
+    out = tmp_path / "g.safetensors"
+    result = runner.invoke(app, ["train-generator", str(dataset), "-o", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.output and read_card(out).arch == "convnet"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(dataset / "red" / "0.png").save(photos / "mine.png")
+    result = runner.invoke(app, ["protect", str(photos), "--weights", str(out), "--steps", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "photos-protected" / "mine.png").is_file()
+
+
+def test_clear_errors(tmp_path, dataset):
+    def cli(data, out, *extra):
+        return runner.invoke(app, ["train-generator", str(data), "-o", str(out), *TINY, *extra])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no images found" in cli(empty, tmp_path / "g.safetensors").output
+    one = tmp_path / "one"
+    (one / "only").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(one / "only" / "a.png")
+    assert "only one class" in cli(one, tmp_path / "g.safetensors").output
+    broken = tmp_path / "broken"
+    for c in ("a", "b"):
+        (broken / c).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(broken / c / "ok.png")
+    (broken / "b" / "bad.jpg").write_text("not an image")
+    result = cli(broken, tmp_path / "g.safetensors")
+    assert result.exit_code == 1 and "bad.jpg" in result.output and "not a recognized image" in result.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli(dataset, blocker / "g.safetensors")
+    assert result.exit_code == 1 and "cannot create its folder" in result.output
+    assert "must end in .safetensors" in cli(dataset, tmp_path / "g.pt").output
+    assert "unknown --arch" in cli(dataset, tmp_path / "g.safetensors", "--arch", "vgg99").output
+    assert "--steps must be at least 1" in cli(dataset, tmp_path / "g.safetensors", "--steps", "0").output

@@ -1,0 +1,209 @@
+"""Command layer: thin Typer commands that build a config and call a library function.
+
+Domain errors (bad input, bad options, unusable weights) become one red line and
+exit code 1; everything else is in the library modules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import ConfigError, Device, Preset, levels, resolve_device, train_config
+from .data import DatasetError
+from .imageio import ImageReadError
+from .noise import Method
+from .weights import WeightsError, read_card
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Protect your own images against unauthorized use as training data.")
+console = Console()
+err_console = Console(stderr=True)
+
+DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a red error line and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"unlearnable {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback,
+                                                         is_eager=True, help="Show the version.")] = None) -> None:
+    """unlearnable: bounded, imperceptible noise that makes images useless as training data."""
+
+
+DeviceOpt = Annotated[Device, typer.Option(help="auto = CUDA when available, else CPU.")]
+
+
+@app.command("train-generator")
+def train_generator_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Image-folder data set: one subfolder per class.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
+    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM) or em (error-minimizing).")] = Method.SEM,
+    preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="M: optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (×0.1 at 40% and 80% of M).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="ρ_u in pixel levels out of 255.")] = None,
+    step_size: Annotated[Optional[float], typer.Option(help="α_u in pixel levels.")] = None,
+    noise_steps: Annotated[Optional[int], typer.Option(help="K_u: noise PGD steps.")] = None,
+    eot_samples: Annotated[Optional[int], typer.Option(help="J: draws of (t, δʳ) per noise step.")] = None,
+    adv_radius: Annotated[Optional[float], typer.Option(help="ρ_a in pixel levels (0 for EM).")] = None,
+    adv_step_size: Annotated[Optional[float], typer.Option(help="α_a in pixel levels.")] = None,
+    adv_steps: Annotated[Optional[int], typer.Option(help="K_a: adversarial PGD steps.")] = None,
+    random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in pixel levels (default ρ_a).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Square input size of the generator.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out fraction for reporting.")] = None,
+    per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    device: DeviceOpt = Device.AUTO,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a noise generator (surrogate classifier) on an image-folder data set."""
+    from .train import Interrupted, train_generator
+
+    def lv(v: Optional[float]) -> Optional[float]:
+        return None if v is None else levels(v)
+
+    try:
+        cfg = train_config(preset, method=method, arch=arch, width=width, steps=steps,
+                           batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
+                           noise_steps=noise_steps, eot_samples=eot_samples,
+                           adv_radius=lv(adv_radius), adv_step_size=lv(adv_step_size),
+                           adv_steps=adv_steps, random_radius=lv(random_radius),
+                           image_size=image_size, val_fraction=val_fraction, per_class=per_class,
+                           checkpoint_every=checkpoint_every, seed=seed)
+        from .models import MODELS
+        if cfg.arch not in MODELS:
+            raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
+        card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
+                               show_progress=not quiet)
+    except Interrupted as e:
+        raise fail(str(e), code=130)
+    except DOMAIN_ERRORS as e:
+        raise fail(str(e))
+    m = card.metrics
+    console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
+    console.print("  " + ", ".join(f"{k} {v:.1%}" for k, v in m.items() if k.endswith("_acc")))
+
+
+@app.command()
+def info(weights: Annotated[Path, typer.Argument(help="A generator .safetensors file.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False) -> None:
+    """Print a generator's metadata: architecture, classes, input size, radii, data, accuracies."""
+    import dataclasses
+    try:
+        card = read_card(weights)
+    except WeightsError as e:
+        raise fail(str(e))
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(card)))
+        return
+    h = card.hyperparameters
+    table = Table(title=str(weights), show_header=False)
+    rows = [
+        ("architecture", f"{card.arch} {card.arch_kwargs}"),
+        ("method", card.method),
+        ("classes", f"{card.num_classes}: {', '.join(card.class_names)}"),
+        ("input size", f"{card.input_size[0]}x{card.input_size[1]}, values in {list(card.value_range)}"),
+        ("radii (levels/255)", ", ".join(f"{k} {h[k] * 255:g}" for k in
+                                         ("radius", "step_size", "adv_radius", "adv_step_size", "random_radius") if k in h)),
+        ("steps", ", ".join(f"{k} {h[k]}" for k in ("steps", "noise_steps", "eot_samples", "adv_steps",
+                                                     "batch_size") if k in h)),
+        ("transform", json.dumps(card.transform)),
+        ("training data", json.dumps(card.dataset)),
+        ("metrics", json.dumps(card.metrics)),
+        ("provenance", json.dumps(card.provenance)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command()
+def protect(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of your images (searched recursively).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: <INPUT_DIR>-protected).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Generator .safetensors (default: the shipped generator).")] = None,
+    radius: Annotated[float, typer.Option(help="ρ_u: maximum change per pixel, in levels out of 255.")] = 8.0,
+    steps: Annotated[int, typer.Option(help="K_u: noise optimization steps.")] = 10,
+    step_size: Annotated[Optional[float], typer.Option(help="α_u in levels (default radius/5).")] = None,
+    eot_samples: Annotated[Optional[int], typer.Option(help="J: random transformations averaged per step (default 5).")] = None,
+    random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in levels (default: the generator's ρ_a).")] = None,
+    labels: Annotated[str, typer.Option(help="folders | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
+    batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
+    device: DeviceOpt = Device.AUTO,
+    seed: Annotated[int, typer.Option(help="Same seed, options and device give the same bytes.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
+    keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 50_000_000,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Add bounded, imperceptible noise to every image so models learn little from them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .config import ProtectConfig
+    from .protect import default_output_dir, protect_folder
+    from .weights import default_weights_path, load_generator
+
+    output_dir = output or default_output_dir(input_dir)
+    cfg = ProtectConfig(radius=levels(radius), steps=steps,
+                        step_size=None if step_size is None else levels(step_size),
+                        eot_samples=eot_samples,
+                        random_radius=None if random_radius is None else levels(random_radius),
+                        labels=labels, batch_size=batch_size, seed=seed, overwrite=overwrite,
+                        keep_exif=keep_exif, max_pixels=max_pixels)
+
+    def report_failure(rel: str, reason: str) -> None:
+        err_console.print(f"[red]failed[/red] {input_dir / rel}: {reason}", highlight=False, soft_wrap=True)
+
+    try:
+        cfg.validate()
+        dev = resolve_device(device)
+        weights_path = weights or default_weights_path()
+        model, card = load_generator(weights_path, dev)
+        with Progress("[bold]protect", BarColumn(), MofNCompleteColumn(), "images", TimeRemainingColumn(),
+                      console=err_console, disable=quiet, transient=True) as bar:
+            task = bar.add_task("protect", total=None)
+            summary = protect_folder(input_dir, output_dir, model, card, cfg, dev, weights_path,
+                                     on_error=report_failure,
+                                     progress=lambda n, total: bar.update(task, completed=n, total=total))
+    except KeyboardInterrupt:
+        raise fail("interrupted; finished images are saved, rerun the same command to do the rest",
+                   code=130)
+    except DOMAIN_ERRORS as e:
+        raise fail(str(e))
+    for w in summary.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {w}")
+    table = Table(title="protect", show_header=False)
+    table.add_row("processed", str(summary.processed))
+    table.add_row("skipped (already done)", str(summary.skipped))
+    table.add_row("failed", str(len(summary.failed)))
+    if summary.psnr:
+        table.add_row("PSNR mean / worst", f"{sum(summary.psnr) / len(summary.psnr):.2f} / {min(summary.psnr):.2f} dB")
+    table.add_row("largest change", f"{summary.worst_linf} levels (bound {cfg.radius_levels})")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    table.add_row("output", str(output_dir))
+    table.add_row("manifest", str(summary.manifest))
+    console.print(table)
+    if summary.failed:
+        raise fail(f"{len(summary.failed)} file(s) could not be protected (listed above and in the manifest)")

@@ -1,0 +1,190 @@
+"""Finding, decoding and atomically writing images.
+
+Decoding normalizes what photo folders contain into 8-bit pixels the noise code can
+use, and every failure becomes an :class:`ImageReadError` naming the file and the
+reason.  Decisions (documented in the README):
+
+- EXIF orientation is applied; the output is stored upright.
+- RGB is perturbed; an alpha channel is carried through unchanged.
+- Grayscale stays grayscale (one channel, the same noise on every channel of the
+  surrogate's input).
+- Palette images become RGB (RGBA if they have transparency), CMYK and other
+  colour spaces become RGB; a CMYK ICC profile is dropped, as it cannot describe RGB.
+- 16-bit images are reduced to 8 bits by rounding v / 257; the output is 8-bit and
+  the noise bound holds against that 8-bit version.
+- Animated GIFs: the first frame.
+- More than ``max_pixels`` pixels is refused before decoding (decompression bombs);
+  Pillow's own guard (about 89 megapixels) is a hard upper limit.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: File suffixes treated as images (compared case-insensitively).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+#: Default limit on decoded pixels (width x height): 50 megapixels.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class ImageReadError(Exception):
+    """An input image that cannot be used; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass
+class DecodedImage:
+    """An upright 8-bit image ready for protection.
+
+    ``pixels`` is ``(H, W, C)`` uint8 with C = 3 (RGB) or 1 (grayscale); ``alpha`` is
+    ``(H, W)`` uint8 or None; ``icc`` and ``exif`` are the raw profile / EXIF bytes.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    icc: bytes | None
+    exif: bytes | None
+
+    @property
+    def grayscale(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+
+def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
+    """All image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if exclude is not None:
+            dirnames[:] = [d for d in dirnames if not _same_path(here / d, exclude)]
+        dirnames.sort()
+        found.extend(here / f for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+    return found
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Reduce integer or float pixel arrays wider than 8 bits to uint8."""
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
+        return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+    # 16-bit (or 32-bit integer holding 16-bit values): v / 257 maps 65535 to 255 exactly.
+    return np.clip(np.rint(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def decode(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert any Pillow mode to (pixels (H, W, 1|3) uint8, alpha (H, W) uint8 | None)."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = _to_uint8(np.array(img))
+        return gray[..., None], None
+    elif mode in ("LA", "La"):
+        img = img.convert("LA")
+    elif mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in mode else "RGB")
+    arr = np.array(img)
+    if img.mode == "L":
+        return arr[..., None], None
+    if img.mode == "LA":
+        return arr[..., :1], arr[..., 1].copy()
+    if img.mode == "RGBA":
+        return arr[..., :3], arr[..., 3].copy()
+    return arr, None
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode ``path`` into a :class:`DecodedImage`; raise :class:`ImageReadError` on any problem."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from e
+    if size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageReadError(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of "
+                                               f"{max_pixels:,} (possible decompression bomb; "
+                                               "raise --max-pixels to allow it)")
+                img.seek(0)
+                img.load()
+                icc = img.info.get("icc_profile") or None
+                if img.mode == "CMYK":
+                    icc = None
+                upright = ImageOps.exif_transpose(img)
+                exif = upright.getexif().tobytes() if upright.getexif() else None
+                pixels, alpha = decode(upright)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError as e:
+        raise ImageReadError(path, "not a recognized image (unknown or corrupt format)") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(path, f"exceeds Pillow's pixel limit of {Image.MAX_IMAGE_PIXELS:,} "
+                                   f"(possible decompression bomb): {e}") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(path, f"truncated or corrupt image data ({e})") from e
+    return DecodedImage(np.ascontiguousarray(pixels), alpha, icc, exif)
+
+
+def write_png(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
+              icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write an 8-bit PNG atomically: a temporary file in the same folder, fsync, rename.
+
+    An interrupted run leaves either the previous state or the complete file,
+    never a half-written PNG under the final name.
+    """
+    channels = [pixels] if alpha is None else [pixels, alpha[..., None]]
+    arr = np.concatenate(channels, axis=2)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    img = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode=mode)
+    options: dict[str, object] = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            img.save(f, format="PNG", **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_png_pixels(path: Path) -> np.ndarray:
+    """Pixels of a PNG written by :func:`write_png` as ``(H, W, C)`` uint8 (alpha excluded)."""
+    with Image.open(path) as img:
+        arr = np.array(img)
+    if arr.ndim == 2:
+        return arr[..., None]
+    return arr[..., :1] if img.mode == "LA" else arr[..., :3]

@@ -1,0 +1,118 @@
+"""Classifier registry: the surrogate "generator" models and evaluation victims.
+
+Every model takes images in [0, 1] (shape ``(N, 3, H, W)``) and normalizes them
+internally with the per-channel mean/std it was built with, so the noise code never
+needs to know about normalization.  CIFAR-style networks keep the 3x3 stride-1 stem:
+torchvision's ImageNet stem (7x7 stride 2 plus max-pool) destroys 32x32 inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` with the statistics kept as buffers."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class BasicBlock(nn.Module):
+    """The two-convolution residual block of ResNet-18."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18 (He et al.) with a width multiplier; ``width=64`` is the paper's surrogate."""
+
+    def __init__(self, num_classes: int = 10, width: int = 64,
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        layers: list[nn.Module] = []
+        in_planes = width
+        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            for s in (stride, 1):
+                layers.append(BasicBlock(in_planes, width * mult, s))
+                in_planes = width * mult
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(self.normalize(x))))
+        out = self.layers(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=False))
+
+
+class ConvNet(nn.Module):
+    """A small, fast VGG-style CNN (three conv-pool stages) for CPU training and quick evaluation."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32,
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> None:
+        super().__init__()
+        w = width
+        self.normalize = Normalize(mean, std)
+        self.features = nn.Sequential(
+            _conv_bn(3, w), _conv_bn(w, 2 * w), nn.MaxPool2d(2),
+            _conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            _conv_bn(4 * w, 8 * w), nn.MaxPool2d(2),
+        )
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.features(self.normalize(x))
+        return self.fc(F.adaptive_max_pool2d(out, 1).flatten(1))
+
+
+ModelFactory = Callable[..., nn.Module]
+
+#: Registered architectures: name -> (factory, default keyword arguments).
+MODELS: dict[str, tuple[ModelFactory, dict[str, int]]] = {
+    "resnet18": (ResNet18, {"width": 64}),
+    "convnet": (ConvNet, {"width": 32}),
+}
+
+
+def build_model(arch: str, num_classes: int, **kwargs: object) -> nn.Module:
+    """Build a registered architecture; unknown names raise ``ValueError`` listing the choices."""
+    if arch not in MODELS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(sorted(MODELS))}")
+    factory, defaults = MODELS[arch]
+    return factory(num_classes=num_classes, **{**defaults, **kwargs})

@@ -1,0 +1,363 @@
+"""Generator training: SEM's Algorithm 1, with the REM and EM baselines.
+
+SEM / REM, per step (minibatch x, y):
+  1. δᵘ = noise engine (K_u sign-PGD steps minimizing the loss over J draws of
+     (t_j, δʳ_j)); SEM draws δʳ uniformly, REM by PGD maximization;
+  2. t ~ T, δᵃ = PGD(t(x + δᵘ)) maximizing within ρ_a (K_a steps, random start);
+  3. one SGD step on f(t(x + δᵘ) + δᵃ) in train mode.
+EM (Huang et al.'s min-min bi-level loop): a persistent noise per training image;
+rounds of ``em_train_steps`` SGD steps on x + δ followed by a noise update of the
+whole training set; stop when accuracy on x + δ exceeds ``em_stop_accuracy``.
+
+All randomness of step s is derived from (seed, s), and checkpoints hold model,
+optimizer, (EM) noise and the step, so ``--resume`` reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from . import __version__, seeding, transforms
+from .attacks import PGD, eval_mode
+from .config import ConfigError, TrainConfig
+from .data import ImageFolderData, load_image_folder
+from .models import CIFAR_MEAN, CIFAR_STD
+from .noise import ErrorMinimizingNoise, Method
+from .weights import GeneratorCard, save_generator, state_tensors
+
+#: Held-out robustness is always measured with the same attack, whatever ρ_a was used.
+EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
+#: Images of the training split used to report accuracy on defended data.
+DEFENDED_EVAL_IMAGES = 1000
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C / SIGTERM) after saving a checkpoint."""
+
+
+@dataclass
+class RunPaths:
+    """Files that belong to one training run, all beside the output weights."""
+
+    weights: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.weights.with_suffix(".ckpt.safetensors")
+
+    @property
+    def log(self) -> Path:
+        return self.weights.with_suffix(".log.jsonl")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Step-decay schedule: lr × 0.1 at each milestone fraction of M (2000 and 4000 of 5000)."""
+    passed = sum(step >= round(m * cfg.steps) for m in cfg.lr_milestones)
+    return cfg.lr * (0.1 ** passed)
+
+
+def batch_indices(n: int, cfg: TrainConfig, step: int) -> torch.Tensor:
+    """The minibatch of ``step``: epochs are seeded permutations, the last partial batch dropped."""
+    bs = min(cfg.batch_size, n)
+    per_epoch = n // bs
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=seeding.generator(cfg.seed, "epoch", epoch))
+    return perm[k * bs:(k + 1) * bs]
+
+
+def to_device(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float [0, 1] on ``device`` in channels-last layout."""
+    return (images_u8.to(device).float() / 255).contiguous(memory_format=torch.channels_last)
+
+
+@contextmanager
+def stop_requests() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C / SIGTERM into a flag checked between steps; a second one aborts."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not in the main thread: no handlers, plain KeyboardInterrupt
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+class Trainer:
+    """One generator training run; ``run()`` returns the card of the saved generator."""
+
+    def __init__(self, data: ImageFolderData, paths: RunPaths, cfg: TrainConfig,
+                 device: torch.device, dataset_name: str = "", show_progress: bool = True) -> None:
+        self.cfg, self.device, self.paths = cfg, device, paths
+        self.show_progress = show_progress
+        self.dataset_digest = data.digest()
+        self.dataset_name = dataset_name or data.root.name
+        self.train, self.val = data.split(cfg.val_fraction, cfg.seed)
+        if len(self.train) < 2:
+            raise ConfigError(f"{data.root}: too few training images ({len(self.train)})")
+        self.class_names = data.class_names
+        noise_cfg = cfg.noise_config()
+        if cfg.method is Method.EM:  # Huang et al.: no augmentation and no EOT in the noise
+            noise_cfg = replace(noise_cfg, transform=transforms.TransformSpec.identity(), eot_samples=1)
+        self.noise_cfg = noise_cfg
+        torch.manual_seed(cfg.seed)
+        self.model = self._card_skeleton().build().to(device, memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.engine = ErrorMinimizingNoise(self.model, noise_cfg, (cfg.image_size, cfg.image_size))
+        self.attack = PGD(self.model, cfg.adv_radius, cfg.adv_step_size, cfg.adv_steps)
+        self.step = 0
+        self.elapsed = 0.0
+        self.em_noise = torch.zeros(0)
+        if cfg.method is Method.EM:
+            g = seeding.generator(cfg.seed, "em-init")
+            u = torch.rand(self.train.images.shape, generator=g)
+            self.em_noise = (2 * u - 1) * cfg.radius
+
+    def _card_skeleton(self) -> GeneratorCard:
+        """The card of this run before its metrics are known (also builds the model)."""
+        hyper = self.cfg.to_dict()
+        hyper["noise_eot_samples"] = self.noise_cfg.eot_samples
+        return GeneratorCard(
+            arch=self.cfg.arch, arch_kwargs={"width": self.cfg.width},
+            class_names=list(self.class_names),
+            input_size=(self.cfg.image_size, self.cfg.image_size),
+            mean=CIFAR_MEAN, std=CIFAR_STD, method=self.cfg.method.value,
+            hyperparameters=hyper, transform=dataclasses.asdict(self.noise_cfg.transform))
+
+    # ----------------------------------------------------------------- checkpoints
+    def _config_fingerprint(self) -> str:
+        d = self.cfg.to_dict()
+        d.pop("checkpoint_every"), d.pop("log_every")
+        return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in state_tensors(self.model).items()}
+        for i, p in enumerate(self.model.parameters()):
+            buf = self.opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"opt.momentum.{i}"] = buf.detach().cpu().contiguous()
+        if self.cfg.method is Method.EM:
+            tensors["em.noise"] = self.em_noise.contiguous()
+        meta = {"step": str(self.step), "elapsed": repr(self.elapsed),
+                "fingerprint": self._config_fingerprint(), "package_version": __version__}
+        tmp = self.paths.checkpoint.with_name(f".{self.paths.checkpoint.name}.{os.getpid()}.tmp")
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            os.replace(tmp, self.paths.checkpoint)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self) -> None:
+        path = self.paths.checkpoint
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise ConfigError(f"{path}: cannot read checkpoint ({e})") from e
+        if meta.get("fingerprint") != self._config_fingerprint():
+            raise ConfigError(f"{path}: checkpoint was made with different options or data; "
+                              "rerun with the same options, or delete it to start over")
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        params = list(self.model.parameters())
+        for k, v in tensors.items():
+            if k.startswith("opt.momentum."):
+                self.opt.state[params[int(k.rsplit(".", 1)[1])]]["momentum_buffer"] = v.to(self.device)
+        if "em.noise" in tensors:
+            self.em_noise = tensors["em.noise"]
+        self.step = int(meta["step"])
+        self.elapsed = float(meta["elapsed"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop log lines written after the checkpoint (they will be written again)."""
+        if not self.paths.log.exists():
+            return
+        kept = [line for line in self.paths.log.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        self.paths.log.write_text("".join(line + "\n" for line in kept))
+
+    def _log(self, record: dict[str, object]) -> None:
+        with open(self.paths.log, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------------- steps
+    def _update(self, inputs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """One SGD step on ``inputs`` in train mode; returns (loss, accuracy)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        self.model.train()
+        logits = self.model(inputs)
+        loss = F.cross_entropy(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+
+    def sem_step(self) -> tuple[float, float]:
+        """Algorithm 1, lines 2-12 (REM differs only inside the noise engine)."""
+        g = seeding.generator(self.cfg.seed, "step", self.step)
+        idx = batch_indices(len(self.train), self.cfg, self.step)
+        x = to_device(self.train.images[idx], self.device)
+        y = self.train.labels[idx].to(self.device)
+        delta = self.engine(x, y, g)
+        size = (self.cfg.image_size, self.cfg.image_size)
+        params = transforms.sample_params(self.cfg.transform_spec(), len(y), size, size, g, self.device)
+        xt = transforms.apply(x + delta, params)
+        return self._update(self.attack(xt, y, g), y)
+
+    def em_round(self) -> tuple[float, float]:
+        """EM: ``em_train_steps`` updates on x + δ, then one noise pass over the training set."""
+        loss = acc = 0.0
+        for _ in range(self.cfg.em_train_steps):
+            if self.step >= self.cfg.steps:
+                break
+            idx = batch_indices(len(self.train), self.cfg, self.step)
+            x = to_device(self.train.images[idx], self.device)
+            loss, acc = self._update(x + self.em_noise[idx].to(x), self.train.labels[idx].to(self.device))
+            self.step += 1
+        g = seeding.generator(self.cfg.seed, "em-noise", self.step)
+        for idx in torch.arange(len(self.train)).split(self.cfg.batch_size):
+            x = to_device(self.train.images[idx], self.device)
+            y = self.train.labels[idx].to(self.device)
+            self.em_noise[idx] = self.engine(x, y, g, init=self.em_noise[idx].to(x)).cpu()
+        return loss, acc
+
+    def em_accuracy(self) -> float:
+        """Accuracy on the whole training set with its current EM noise (the stop condition)."""
+        return accuracy(self.model, self.train.images, self.train.labels, self.device,
+                        noise=self.em_noise)
+
+    # ----------------------------------------------------------------- run
+    def run(self, resume: bool = False) -> GeneratorCard:
+        if resume and self.paths.checkpoint.exists():
+            self.load_checkpoint()
+        elif self.paths.log.exists():
+            self.paths.log.unlink()
+        cfg = self.cfg
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[status]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn()]
+        em_done = False
+        with stop_requests() as flag, Progress(*columns, disable=not self.show_progress) as bar:
+            task = bar.add_task(f"train {cfg.method.value}", total=cfg.steps, completed=self.step, status="")
+            while self.step < cfg.steps and not em_done:
+                start = time.perf_counter()
+                if cfg.method is Method.EM:
+                    loss, acc = self.em_round()
+                    em_acc = self.em_accuracy()
+                    em_done = em_acc >= cfg.em_stop_accuracy
+                    record = {"step": self.step, "loss": loss, "acc": acc, "em_defended_acc": em_acc}
+                else:
+                    loss, acc = self.sem_step()
+                    self.step += 1
+                    record = {"step": self.step, "loss": loss, "adv_acc_defended": acc}
+                self.elapsed += time.perf_counter() - start
+                record.update(lr=lr_at(cfg, self.step - 1), elapsed=round(self.elapsed, 2))
+                if cfg.method is Method.EM or self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self._log(record)
+                bar.update(task, completed=self.step, status=f"loss {loss:.3f} acc {acc:.1%}")
+                if cfg.method is Method.EM or self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if flag["stop"]:
+                    self.save_checkpoint()
+                    raise Interrupted(f"stopped at step {self.step}; checkpoint saved to "
+                                      f"{self.paths.checkpoint}; rerun with --resume to continue")
+            self.save_checkpoint()
+        return self.finish()
+
+    def finish(self) -> GeneratorCard:
+        """Measure the generator, write weights + card, and log the summary."""
+        start = time.perf_counter()
+        n = min(DEFENDED_EVAL_IMAGES, len(self.train))
+        g = seeding.generator(self.cfg.seed, "final-defended")
+        x = to_device(self.train.images[:n], self.device)
+        y = self.train.labels[:n].to(self.device)
+        delta = torch.cat([self.engine(xb, yb, g) for xb, yb in zip(x.split(128), y.split(128))])
+        metrics = {
+            "defended_train_acc": accuracy(self.model, self.train.images[:n], self.train.labels[:n],
+                                           self.device, noise=delta.cpu()),
+            "clean_train_acc": accuracy(self.model, self.train.images[:n], self.train.labels[:n], self.device),
+        }
+        if len(self.val):
+            metrics["val_clean_acc"] = accuracy(self.model, self.val.images, self.val.labels, self.device)
+            metrics["val_pgd_acc"] = accuracy(self.model, self.val.images, self.val.labels, self.device,
+                                              attack=PGD(self.model, **EVAL_PGD))
+            metrics["val_pgd_attack"] = {k: (v * 255 if k != "steps" else v) for k, v in EVAL_PGD.items()}
+        metrics["steps_done"] = self.step
+        card = self._card_skeleton()
+        card.dataset = {"name": self.dataset_name, "sha256": self.dataset_digest,
+                        "train_images": len(self.train), "val_images": len(self.val)}
+        card.metrics = metrics
+        card.provenance = {"wall_time_s": round(self.elapsed + time.perf_counter() - start, 1),
+                           "device": str(self.device), "torch": torch.__version__,
+                           "package_version": __version__,
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        save_generator(self.paths.weights, self.model, card)
+        self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
+        return card
+
+
+def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, device: torch.device,
+             noise: torch.Tensor | None = None, attack: PGD | None = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy in eval mode, optionally on ``images + noise`` or under ``attack``."""
+    correct = 0
+    with eval_mode(model):
+        for start in range(0, len(labels), batch_size):
+            sl = slice(start, start + batch_size)
+            x = to_device(images_u8[sl], device)
+            y = labels[sl].to(device)
+            if noise is not None:
+                x = (x + noise[sl].to(x)).clamp(0, 1)
+            if attack is not None:
+                x = attack(x, y)
+            with torch.no_grad():
+                correct += (model(x).argmax(1) == y).sum().item()
+    return correct / max(1, len(labels))
+
+
+def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torch.device,
+                    resume: bool = False, show_progress: bool = True) -> GeneratorCard:
+    """Train a generator on an image-folder data set and save it to ``output`` (.safetensors)."""
+    output = Path(output)
+    if output.suffix != ".safetensors":
+        raise ConfigError(f"{output}: the output must end in .safetensors")
+    if output.is_dir():
+        raise ConfigError(f"{output}: is a directory")
+    parent = output.parent if str(output.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{output}: cannot create its folder ({e.strerror or e})") from e
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{output}: folder {parent} is not writable")
+    data = load_image_folder(Path(data_dir), cfg.image_size, cfg.per_class)
+    trainer = Trainer(data, RunPaths(output), cfg, device, Path(data_dir).resolve().name, show_progress)
+    return trainer.run(resume=resume)

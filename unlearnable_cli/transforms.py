@@ -1,0 +1,136 @@
+"""Differentiable, batched random transforms t ~ T used inside the noise optimization.
+
+One operator covers both cases the tool meets:
+
+- images already at the generator's input size (CIFAR-style 32x32): t is the
+  generator's own training augmentation, a pad-``pad`` random crop plus horizontal
+  flip, reproduced exactly (zero padding, integer shifts);
+- larger photos: t is a random resized crop plus flip *and* an antialiased resize to
+  the generator's input size, so the noise is optimized at full resolution and the
+  gradient reaches every full-resolution pixel (never low-resolution noise upsampled).
+
+Both are a separable linear map ``out = R @ x @ C^T`` with a row matrix ``R``
+(out_h x H) and a column matrix ``C`` (out_w x W) per sample, built from a triangle
+(antialiased bilinear) filter whose radius grows with the downscale factor.  Entries
+outside the image are zeros, which is what zero padding means.  Everything is
+batched: one call handles all images and all J draws with a few batched matmuls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """The transformation distribution T of a generator (stored in its weights card).
+
+    ``pad`` is the crop padding in output pixels (4 for CIFAR's pad-4 crop);
+    ``min_scale`` is the smallest side fraction of the random resized crop for
+    inputs larger than the output (1.0 disables scale jitter); ``flip`` enables
+    random horizontal flips.  ``pad=0, min_scale=1, flip=False`` is the identity
+    resize, used for predictions and losses in reports.
+    """
+
+    pad: int = 4
+    min_scale: float = 0.8
+    flip: bool = True
+
+    @classmethod
+    def identity(cls) -> "TransformSpec":
+        return cls(pad=0, min_scale=1.0, flip=False)
+
+
+def _filter_matrix(start: torch.Tensor, length: torch.Tensor, n_in: int, n_out: int,
+                   reverse: torch.Tensor) -> torch.Tensor:
+    """Resampling matrices ``(N, n_out, n_in)`` mapping the window [start, start+length) to n_out samples.
+
+    Output sample ``o`` is centred at ``start + (o + 0.5) * length / n_out`` (input
+    pixel ``i`` is centred at ``i + 0.5``); weights are a triangle of radius
+    ``max(1, length / n_out)``.  Only pixels inside the window contribute and the
+    weights are renormalized at the window's border (like resizing a crop); parts of
+    the window outside the image count as zeros (zero padding).  An integer shift at
+    scale 1 therefore gives an exact one-hot crop matrix, and the full-frame window
+    matches ``F.interpolate(..., antialias=True)``.
+    """
+    step = length / n_out                                              # (N,)
+    radius = step.clamp(min=1.0)                                       # (N,)
+    lo, hi = start[:, None, None], (start + length)[:, None, None]
+    o = torch.arange(n_out, dtype=start.dtype, device=start.device)
+    centres = start[:, None] + (o[None, :] + 0.5) * step[:, None]      # (N, n_out)
+    centres = torch.where(reverse[:, None], centres.flip(1), centres)
+
+    def triangle(pos: torch.Tensor) -> torch.Tensor:
+        w = (1 - (pos - centres[..., None]).abs() / radius[:, None, None]).clamp(min=0)
+        return w * ((pos >= lo) & (pos < hi))
+
+    # Normalizer: every pixel position in the window, inside the image or not.
+    reach = int(torch.ceil(radius.max()).item()) + 2
+    k = torch.arange(-reach, reach + 1, dtype=start.dtype, device=start.device)
+    norm = triangle(torch.floor(centres)[..., None] + k + 0.5).sum(-1, keepdim=True)
+    weights = triangle(torch.arange(n_in, dtype=start.dtype, device=start.device) + 0.5)
+    return weights / norm
+
+
+@dataclass
+class ResampleParams:
+    """Per-sample row/column matrices of one draw of t for a batch of images."""
+
+    rows: torch.Tensor  # (N, out_h, H)
+    cols: torch.Tensor  # (N, out_w, W)
+
+
+def sample_params(spec: TransformSpec, n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
+                  generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> ResampleParams:
+    """Draw ``n`` transformations for images of size ``in_hw`` resized to ``out_hw``.
+
+    When the input already has the output size the draw is the exact pad-crop + flip
+    (integer shifts, scale 1).  Otherwise each draw picks side fractions in
+    ``[min_scale, 1]`` and a continuous shift of up to ``pad / out`` of the image
+    side, then resizes that window with antialiasing.
+    """
+    (h, w), (oh, ow) = in_hw, out_hw
+    u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
+    if (h, w) == (oh, ow):
+        scale = torch.ones(n, 2, dtype=torch.float64)
+        shift = torch.floor(u[:, 2:4] * (2 * spec.pad + 1)) - spec.pad        # integers in [-pad, pad]
+    else:
+        scale = spec.min_scale + (1 - spec.min_scale) * u[:, 0:2]
+        shift = (2 * u[:, 2:4] - 1) * spec.pad                                # output-pixel units
+    flip = (u[:, 4] < 0.5) & spec.flip
+    size = torch.tensor([h, w], dtype=torch.float64)
+    length = scale * size                                                    # window side in input px
+    start = (size - length) / 2 + shift * size / torch.tensor([oh, ow], dtype=torch.float64)
+    rows = _filter_matrix(start[:, 0], length[:, 0], h, oh, torch.zeros(n, dtype=torch.bool))
+    cols = _filter_matrix(start[:, 1], length[:, 1], w, ow, flip)
+    return ResampleParams(rows.float().to(device), cols.float().to(device))
+
+
+def identity_params(n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
+                    device: torch.device | str = "cpu") -> ResampleParams:
+    """The deterministic full-frame resize (no crop, no flip) for ``n`` images."""
+    return sample_params(TransformSpec.identity(), n, in_hw, out_hw, device=device)
+
+
+def apply(x: torch.Tensor, params: ResampleParams) -> torch.Tensor:
+    """Apply J draws of t to each of B images without copying the images J times.
+
+    ``x``: ``(B, C, H, W)`` in [0, 1]; ``params`` holds ``J * B`` draws ordered
+    draw-major (all images for draw 0, then draw 1, ...).  Returns
+    ``(J * B, C, out_h, out_w)`` in the same order.  Differentiable in ``x``.
+    """
+    b, c, h, w = x.shape
+    n, oh, _ = params.rows.shape
+    ow = params.cols.shape[1]
+    j = n // b
+    # Rows: (B, J*oh, H) @ (B, H, C*W) -> (B, J*oh, C*W); one GEMM per image, x never expanded.
+    rows = params.rows.view(j, b, oh, h).transpose(0, 1).reshape(b, j * oh, h)
+    xt = x.transpose(1, 2).reshape(b, h, c * w)
+    y = torch.bmm(rows, xt).view(b, j, oh, c, w)
+    # Columns: (J*B, oh*C, W) @ (J*B, W, ow) -> (J*B, oh*C, ow).
+    y = y.transpose(0, 1).reshape(n, oh * c, w)
+    y = torch.bmm(y, params.cols.transpose(1, 2)).view(n, oh, c, ow)
+    return y.transpose(1, 2).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,190 @@
+"""Generator weights: safetensors files with a metadata card, loaded safely.
+
+A generator file is a ``.safetensors`` file whose string metadata holds a
+:class:`GeneratorCard` (format version, architecture, classes, input size, method,
+hyperparameters, data set hash, accuracies, provenance) and a SHA-256 of the
+tensor bytes.  Loading never unpickles anything, checks the card and the hash, and
+turns every problem into a :class:`WeightsError` that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .models import MODELS, build_model
+from .transforms import TransformSpec
+
+FORMAT = "unlearnable-generator"
+FORMAT_VERSION = 1
+DEFAULT_WEIGHTS_NAME = "sem-resnet18w16-cifar10.safetensors"
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; ``str()`` names the file and the reason."""
+
+
+@dataclass
+class GeneratorCard:
+    """Everything needed to rebuild and trust a generator, saved beside its tensors."""
+
+    arch: str
+    arch_kwargs: dict[str, Any]
+    class_names: list[str]
+    input_size: tuple[int, int] = (32, 32)
+    value_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    method: str = "sem"
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    transform: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(TransformSpec()))
+    dataset: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def transform_spec(self) -> TransformSpec:
+        return TransformSpec(**self.transform)
+
+    @property
+    def adv_radius(self) -> float:
+        """ρ_a the generator was adversarially trained with (0 for EM), in [0, 1] units."""
+        return float(self.hyperparameters.get("adv_radius", 0.0))
+
+    def build(self) -> nn.Module:
+        """An untrained model of this card's architecture."""
+        kwargs = dict(self.arch_kwargs)
+        if self.mean:
+            kwargs.update(mean=tuple(self.mean), std=tuple(self.std))
+        return build_model(self.arch, self.num_classes, **kwargs)
+
+    def to_metadata(self) -> dict[str, str]:
+        data = dataclasses.asdict(self)
+        meta = {k: json.dumps(v) for k, v in data.items()}
+        meta.update(format=FORMAT, format_version=str(FORMAT_VERSION))
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], path: Path) -> "GeneratorCard":
+        if meta.get("format") != FORMAT:
+            raise WeightsError(f"{path}: not an unlearnable generator (metadata 'format' is "
+                               f"{meta.get('format')!r}, expected {FORMAT!r})")
+        if meta.get("format_version") != str(FORMAT_VERSION):
+            raise WeightsError(f"{path}: generator format version {meta.get('format_version')!r} "
+                               f"is not supported (this version reads {FORMAT_VERSION})")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in ("arch", "arch_kwargs", "class_names") if n not in meta]
+        if missing:
+            raise WeightsError(f"{path}: metadata lacks {', '.join(missing)}")
+        try:
+            values = {n: json.loads(meta[n]) for n in names if n in meta}
+        except json.JSONDecodeError as e:
+            raise WeightsError(f"{path}: metadata is not valid JSON ({e})") from e
+        values["input_size"] = tuple(values.get("input_size", (32, 32)))
+        for key in ("value_range", "mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        card = cls(**values)
+        if card.arch not in MODELS:
+            raise WeightsError(f"{path}: unknown architecture {card.arch!r} "
+                               f"(known: {', '.join(sorted(MODELS))})")
+        return card
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as contiguous CPU tensors, ready for safetensors."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_generator(path: Path, model: nn.Module, card: GeneratorCard) -> None:
+    """Write weights and card atomically (temporary file, then rename)."""
+    tensors = state_tensors(model)
+    meta = card.to_metadata()
+    meta["tensors_sha256"] = _tensor_digest(tensors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_card(path: Path) -> GeneratorCard:
+    """Read only the card of a generator file (cheap: the header, not the tensors)."""
+    return GeneratorCard.from_metadata(_open(path)[0], path)
+
+
+def _open(path: Path, load: bool = False) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: only .safetensors weights are loaded (pickle-based "
+                           "formats such as .pt/.pth/.bin can run code and are refused)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if load else {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file, it may be truncated or "
+                           f"corrupted ({e})") from e
+    return meta, tensors
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, GeneratorCard]:
+    """Load a generator in eval mode; raise :class:`WeightsError` for any mismatch or corruption."""
+    meta, tensors = _open(path, load=True)
+    card = GeneratorCard.from_metadata(meta, path)
+    expected = meta.get("tensors_sha256")
+    if expected is None or _tensor_digest(tensors) != expected:
+        raise WeightsError(f"{path}: tensor data does not match its recorded SHA-256; "
+                           "the file is corrupted or was modified")
+    model = card.build()
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise WeightsError(f"{path}: weights do not fit architecture {card.arch} "
+                           f"{card.arch_kwargs}: {' '.join(first)}") from e
+    return model.to(device, memory_format=torch.channels_last).eval(), card
+
+
+def default_weights_path() -> Path:
+    """The shipped default generator: ``$UNLEARNABLE_WEIGHTS``, the installed package copy,
+    or the source checkout's ``weights/`` folder, first that exists."""
+    env = os.environ.get("UNLEARNABLE_WEIGHTS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "weights" / DEFAULT_WEIGHTS_NAME,
+                      here.parent / "weights" / DEFAULT_WEIGHTS_NAME):
+        if candidate.is_file():
+            return candidate
+    raise WeightsError("no default generator is installed (looked for "
+                       f"{DEFAULT_WEIGHTS_NAME} in the package and in the source checkout's "
+                       "weights/ folder); pass --weights PATH")
