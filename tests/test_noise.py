@@ -1,11 +1,14 @@
 """The shared noise engine (SEM / REM / EM), the PGD attack and the exact 8-bit bound."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from unlearnable_cli.attacks import PGD
-from unlearnable_cli.noise import ErrorMinimizingNoise, Method, NoiseConfig, project
+from unlearnable_cli.noise import ErrorMinimizingNoise, Method, NoiseConfig, ball_bounds, draws_per_chunk
+from unlearnable_cli.transforms import TransformSpec
 from unlearnable_cli.protect import quantize
 
 from conftest import tiny_model
@@ -80,10 +83,10 @@ def test_bound_holds_exactly_after_quantization(radius):
         assert out.dtype == torch.uint8
 
 
-def test_project_clips_to_ball_and_valid_range():
-    x = torch.tensor([0.0, 0.5, 1.0])
-    d = project(torch.tensor([-0.5, 0.5, 0.5]), x, 0.1)
-    assert torch.allclose(d, torch.tensor([0.0, 0.1, 0.0]))
+def test_ball_bounds_clip_to_ball_and_valid_range():
+    x = torch.tensor([0.0, 0.5, 0.95, 1.0])
+    d = torch.clamp(torch.tensor([-0.5, 0.5, 0.5, -0.5]), *ball_bounds(x, 0.1))
+    assert torch.allclose(d, torch.tensor([0.0, 0.1, 0.05, -0.1]))
 
 
 def test_pgd_raises_the_loss_stays_in_ball_and_restores_mode():
@@ -96,3 +99,20 @@ def test_pgd_raises_the_loss_stays_in_ball_and_restores_mode():
     assert model.training
     assert (adv - x).abs().max() <= 4 / 255 + 1e-6
     assert loss(model.eval(), adv, y) > loss(model, x, y)
+
+
+def test_draws_are_chunked_in_whole_balanced_draws():
+    assert draws_per_chunk(5, 128, 128) == 1          # five calls of 128
+    assert draws_per_chunk(5, 32, 128) == 3           # 96 + 64, not 128 + 32
+    assert draws_per_chunk(2, 128, 256) == 2          # one call of 256
+    assert draws_per_chunk(5, 1, 128) == 5            # a single large photo: all draws at once
+    assert draws_per_chunk(3, 500, 128) == 1          # a batch larger than the cap: one draw per call
+
+
+def test_chunking_does_not_change_the_gradient_direction():
+    model, _ = tiny_model()
+    x, y = torch.rand(6, 3, 32, 32), torch.arange(6)
+    cfg = NoiseConfig(method=Method.EM, steps=3, eot_samples=4, transform=TransformSpec.identity())
+    whole = ErrorMinimizingNoise(model, replace(cfg, max_forward=1000))(x, y, torch.Generator().manual_seed(0))
+    parts = ErrorMinimizingNoise(model, replace(cfg, max_forward=6))(x, y, torch.Generator().manual_seed(0))
+    assert torch.allclose(whole, parts, atol=1e-6)

@@ -7,32 +7,38 @@ from unlearnable_cli import transforms
 from unlearnable_cli.transforms import TransformSpec
 
 
-def reference_crop(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor | None:
-    """Find the pad-4 crop (+ optional flip) of x that the one-hot matrices represent."""
-    padded = F.pad(x, (4, 4, 4, 4))
-    for dy in range(9):
-        for dx in range(9):
-            for flip in (False, True):
-                crop = padded[:, dy:dy + 32, dx:dx + 32]
-                crop = crop.flip(-1) if flip else crop
-                if torch.equal(torch.einsum("oh,chw,pw->cop", rows, x, cols), crop):
-                    return crop
-    return None
-
-
 def test_same_size_draws_are_exact_pad_crop_flip():
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 3, 32, 32)
+    x = torch.rand(3, 3, 32, 32, requires_grad=True)
     params = transforms.sample_params(TransformSpec(), 2 * 3, (32, 32), (32, 32), g)
+    assert isinstance(params, transforms.CropParams)
     out = transforms.apply(x, params)
-    flips = 0
+    padded = F.pad(x, (4, 4, 4, 4))
     for n in range(6):
-        ref = reference_crop(x[n % 3], params.rows[n], params.cols[n])
-        assert ref is not None, f"draw {n} is not a pad-4 crop"
-        assert torch.allclose(out[n], ref, atol=1e-6)
-        flips += bool(params.cols[n][0, :].argmax() > params.cols[n][-1, :].argmax())
-    # rows of a flipped draw run backwards; with 6 draws both kinds are expected for this seed
-    assert 0 < flips < 6
+        t, l = params.top[n].item(), params.left[n].item()
+        ref = padded[n % 3, :, t:t + 32, l:l + 32]
+        assert torch.equal(out[n], ref.flip(-1) if params.flip[n] else ref)
+    assert 0 < params.flip.sum() < 6 and len(set(params.top.tolist())) > 1
+    # the gather's gradient is the exact adjoint: each pixel gets the sum over the crops that saw it
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    seen = torch.zeros(3, 40, 40)
+    for n in range(6):
+        t, l = params.top[n].item(), params.left[n].item()
+        seen[n % 3, t:t + 32, l:l + 32] += 1
+    assert torch.equal(grad[:, 0], seen[:, 4:36, 4:36])
+
+
+def test_crop_equals_the_one_hot_resampling_matrices():
+    """The gather fast path and the general matrix path agree on integer draws."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 32, 32)
+    crop = transforms.sample_params(TransformSpec(), 4, (32, 32), (32, 32), g)
+    i = torch.arange(32)
+    rows = (i[None, None, :] == crop.top[:, None, None] + i[None, :, None] - 4).float()
+    src_col = torch.where(crop.flip[:, None], 31 - i[None, :], i[None, :]) + crop.left[:, None] - 4
+    cols = (i[None, None, :] == src_col[:, :, None]).float()
+    matrices = transforms.ResampleParams(rows, cols)
+    assert torch.allclose(transforms.apply(x, crop), transforms.apply(x, matrices), atol=1e-6)
 
 
 def test_identity_matches_antialiased_interpolate():
@@ -46,12 +52,13 @@ def test_identity_matches_antialiased_interpolate():
 
 def test_batched_apply_equals_one_image_at_a_time():
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(4, 3, 50, 70)
-    params = transforms.sample_params(TransformSpec(), 3 * 4, (50, 70), (32, 32), g)
-    out = transforms.apply(x, params)
-    for n in range(12):
-        single = transforms.ResampleParams(params.rows[n:n + 1], params.cols[n:n + 1])
-        assert torch.allclose(out[n], transforms.apply(x[n % 4:n % 4 + 1], single)[0], atol=1e-5)
+    for size in ((50, 70), (32, 32)):
+        x = torch.rand(4, 3, *size)
+        params = transforms.sample_params(TransformSpec(), 3 * 4, size, (32, 32), g)
+        out = transforms.apply(x, params)
+        for n in range(12):
+            one = type(params)(*[v[n:n + 1] if isinstance(v, torch.Tensor) else v for v in vars(params).values()])
+            assert torch.allclose(out[n], transforms.apply(x[n % 4:n % 4 + 1], one)[0], atol=1e-5)
 
 
 def test_gradient_reaches_every_full_resolution_pixel_and_is_not_blocky():

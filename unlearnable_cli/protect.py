@@ -45,6 +45,7 @@ class Entry:
     shape: tuple[int, int, int] = (0, 0, 0)   # (H, W, C) after orientation, C = 1 or 3
     has_alpha: bool = False
     label: int = -1
+    loss_before: float = float("nan")          # surrogate loss of the unprotected image
 
     @property
     def group(self) -> str:
@@ -161,15 +162,15 @@ class Protector:
                                                                    self.device))
 
     @torch.no_grad()
-    def losses(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-image surrogate loss on the full-frame resize."""
-        return F.cross_entropy(self.model(self.thumbnails(images)), labels, reduction="none")
+    def log_probs(self, thumbnails: torch.Tensor) -> torch.Tensor:
+        """Generator log-probabilities (N, K) for images already at its input size."""
+        return F.log_softmax(self.model(thumbnails.to(self.device)), 1).cpu()
 
     def protect(self, x_u8: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Protect a batch ``(B, C, H, W)`` uint8 (C = 1 grayscale or 3 RGB).
 
-        Returns (protected uint8 of the same shape, loss before, loss after).
+        Returns (protected uint8 of the same shape, surrogate loss of the protected images).
         """
         gray = x_u8.shape[1] == 1
         x = x_u8.to(self.device).float() / 255
@@ -177,9 +178,9 @@ class Protector:
         labels = labels.to(self.device)
         delta = self.engine(x3, labels, generator, shared_channels=gray)
         out = quantize(x_u8.to(self.device), delta, self.cfg.radius_levels)
-        out3 = out.float() / 255
-        after = self.losses(out3.expand(-1, 3, -1, -1) if gray else out3, labels)
-        return out.cpu(), self.losses(x3, labels).cpu(), after.cpu()
+        out3 = (out.float() / 255).expand(-1, 3, -1, -1)
+        after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
+        return out.cpu(), after
 
 
 def _to_tensor(img: DecodedImage) -> torch.Tensor:
@@ -187,13 +188,15 @@ def _to_tensor(img: DecodedImage) -> torch.Tensor:
 
 
 def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
-         on_error: Callable[[str, str], None]) -> tuple[list[Entry], list[str]]:
-    """Decode every image once: record shape and alpha, collect probabilities, assign labels.
+         on_error: Callable[[str, str], None], chunk: int = 256) -> tuple[list[Entry], list[str]]:
+    """Decode every image once: record shape and alpha, assign labels, note the loss before.
 
-    Returns the readable entries (labelled) and the labelling warnings.
+    Thumbnails go through the generator in chunks (batched, bounded memory).
+    Returns the readable entries and the labelling warnings.
     """
     ok: list[Entry] = []
-    probs = []
+    thumbs: list[torch.Tensor] = []
+    log_probs: list[torch.Tensor] = []
     for e in entries:
         try:
             img = read_image(e.source, cfg.max_pixels)
@@ -201,17 +204,20 @@ def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
             on_error(e.rel, err.reason)
             continue
         e.shape, e.has_alpha = img.pixels.shape, img.alpha is not None
-        if cfg.labels in (labelling.FOLDERS, labelling.PREDICT):
-            x = _to_tensor(img)[None].to(protector.device).float() / 255
-            with torch.no_grad():
-                probs.append(F.softmax(protector.model(protector.thumbnails(x.expand(-1, 3, -1, -1))), 1).cpu())
+        x = _to_tensor(img)[None].to(protector.device).float() / 255
+        thumbs.append(protector.thumbnails(x.expand(-1, 3, -1, -1)))
+        if len(thumbs) == chunk:
+            log_probs.append(protector.log_probs(torch.cat(thumbs)))
+            thumbs.clear()
         ok.append(e)
     if not ok:
         return ok, []
-    prob = torch.cat(probs) if probs else torch.zeros(len(ok), protector.card.num_classes)
-    assignment = labelling.assign_labels(cfg.labels, prob, [e.group for e in ok], protector.card.class_names)
-    for e, label in zip(ok, assignment.labels):
-        e.label = label
+    if thumbs:
+        log_probs.append(protector.log_probs(torch.cat(thumbs)))
+    lp = torch.cat(log_probs)
+    assignment = labelling.assign_labels(cfg.labels, lp.exp(), [e.group for e in ok], protector.card.class_names)
+    for i, (e, label) in enumerate(zip(ok, assignment.labels)):
+        e.label, e.loss_before = label, -lp[i, label].item()
     return ok, assignment.warnings
 
 
@@ -322,7 +328,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         g = seeding.generator(cfg.seed, "protect", *[e.rel for e in batch])
         x_u8 = torch.stack([_to_tensor(img) for img in images])
         labels = torch.tensor([e.label for e in keep])
-        out, before, after = protector.protect(x_u8, labels, g)
+        out, after = protector.protect(x_u8, labels, g)
         for i, (e, img) in enumerate(zip(keep, images)):
             if e not in todo:
                 continue
@@ -334,7 +340,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
                 "source": e.rel, "output": e.output_rel, "width": e.shape[1], "height": e.shape[0],
                 "channels": "gray" if e.shape[2] == 1 else "rgb", "alpha": e.has_alpha,
                 "class": card.class_names[e.label], "class_index": e.label, "linf": linf,
-                "psnr": psnr(out[i], x_u8[i]), "loss_before": round(before[i].item(), 5),
+                "psnr": psnr(out[i], x_u8[i]), "loss_before": round(e.loss_before, 5),
                 "loss_after": round(after[i].item(), 5)}
             summary.processed += 1
             written += 1

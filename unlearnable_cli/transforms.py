@@ -9,11 +9,13 @@ One operator covers both cases the tool meets:
   the generator's input size, so the noise is optimized at full resolution and the
   gradient reaches every full-resolution pixel (never low-resolution noise upsampled).
 
-Both are a separable linear map ``out = R @ x @ C^T`` with a row matrix ``R``
+The resize is a separable linear map ``out = R @ x @ C^T`` with a row matrix ``R``
 (out_h x H) and a column matrix ``C`` (out_w x W) per sample, built from a triangle
-(antialiased bilinear) filter whose radius grows with the downscale factor.  Entries
-outside the image are zeros, which is what zero padding means.  Everything is
-batched: one call handles all images and all J draws with a few batched matmuls.
+(antialiased bilinear) filter whose radius grows with the downscale factor; entries
+outside the image are zeros, which is what zero padding means.  At equal sizes the
+same draws are integer crops, applied as one index gather (the matrices would be
+one-hot; the gather is about twice as fast, which matters in the training loop).
+Everything is batched: one call handles all images and all J draws.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,29 @@ class ResampleParams:
     rows: torch.Tensor  # (N, out_h, H)
     cols: torch.Tensor  # (N, out_w, W)
 
+    def __getitem__(self, index: slice) -> "ResampleParams":
+        return ResampleParams(self.rows[index], self.cols[index])
+
+
+@dataclass
+class CropParams:
+    """Per-sample integer crops of the zero-padded image (inputs already at the output size)."""
+
+    top: torch.Tensor   # (N,) int64 in [0, 2*pad]
+    left: torch.Tensor  # (N,) int64 in [0, 2*pad]
+    flip: torch.Tensor  # (N,) bool
+    pad: int
+
+    def __getitem__(self, index: slice) -> "CropParams":
+        return CropParams(self.top[index], self.left[index], self.flip[index], self.pad)
+
+
+Params = ResampleParams | CropParams
+
 
 def sample_params(spec: TransformSpec, n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
                   generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> ResampleParams:
+                  device: torch.device | str = "cpu") -> Params:
     """Draw ``n`` transformations for images of size ``in_hw`` resized to ``out_hw``.
 
     When the input already has the output size the draw is the exact pad-crop + flip
@@ -94,13 +116,12 @@ def sample_params(spec: TransformSpec, n: int, in_hw: tuple[int, int], out_hw: t
     """
     (h, w), (oh, ow) = in_hw, out_hw
     u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
-    if (h, w) == (oh, ow):
-        scale = torch.ones(n, 2, dtype=torch.float64)
-        shift = torch.floor(u[:, 2:4] * (2 * spec.pad + 1)) - spec.pad        # integers in [-pad, pad]
-    else:
-        scale = spec.min_scale + (1 - spec.min_scale) * u[:, 0:2]
-        shift = (2 * u[:, 2:4] - 1) * spec.pad                                # output-pixel units
     flip = (u[:, 4] < 0.5) & spec.flip
+    if (h, w) == (oh, ow):
+        shift = torch.floor(u[:, 2:4] * (2 * spec.pad + 1)).long()          # integers in [0, 2*pad]
+        return CropParams(shift[:, 0].to(device), shift[:, 1].to(device), flip.to(device), spec.pad)
+    scale = spec.min_scale + (1 - spec.min_scale) * u[:, 0:2]
+    shift = (2 * u[:, 2:4] - 1) * spec.pad                                    # output-pixel units
     size = torch.tensor([h, w], dtype=torch.float64)
     length = scale * size                                                    # window side in input px
     start = (size - length) / 2 + shift * size / torch.tensor([oh, ow], dtype=torch.float64)
@@ -115,22 +136,38 @@ def identity_params(n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
     return sample_params(TransformSpec.identity(), n, in_hw, out_hw, device=device)
 
 
-def apply(x: torch.Tensor, params: ResampleParams) -> torch.Tensor:
+def apply(x: torch.Tensor, params: Params) -> torch.Tensor:
     """Apply J draws of t to each of B images without copying the images J times.
 
     ``x``: ``(B, C, H, W)`` in [0, 1]; ``params`` holds ``J * B`` draws ordered
     draw-major (all images for draw 0, then draw 1, ...).  Returns
     ``(J * B, C, out_h, out_w)`` in the same order.  Differentiable in ``x``.
     """
+    if isinstance(params, CropParams):
+        return _crop(x, params)
     b, c, h, w = x.shape
     n, oh, _ = params.rows.shape
     ow = params.cols.shape[1]
     j = n // b
-    # Rows: (B, J*oh, H) @ (B, H, C*W) -> (B, J*oh, C*W); one GEMM per image, x never expanded.
-    rows = params.rows.view(j, b, oh, h).transpose(0, 1).reshape(b, j * oh, h)
-    xt = x.transpose(1, 2).reshape(b, h, c * w)
-    y = torch.bmm(rows, xt).view(b, j, oh, c, w)
-    # Columns: (J*B, oh*C, W) @ (J*B, W, ow) -> (J*B, oh*C, ow).
-    y = y.transpose(0, 1).reshape(n, oh * c, w)
-    y = torch.bmm(y, params.cols.transpose(1, 2)).view(n, oh, c, ow)
-    return y.transpose(1, 2).contiguous(memory_format=torch.channels_last)
+    # Only the small matrices are broadcast; the (possibly 12-megapixel) images are used in place.
+    rows = params.rows.view(j, b, oh, h).transpose(0, 1).reshape(b, 1, j * oh, h)
+    y = torch.matmul(rows, x.contiguous())                                   # (B, C, J*oh, W)
+    cols = params.cols.view(j, b, ow, w).permute(1, 0, 3, 2).unsqueeze(1)    # (B, 1, J, W, ow)
+    y = torch.matmul(y.view(b, c, j, oh, w), cols)                           # (B, C, J, oh, ow)
+    return y.permute(2, 0, 1, 3, 4).reshape(n, c, oh, ow).contiguous(memory_format=torch.channels_last)
+
+
+def _crop(x: torch.Tensor, p: CropParams) -> torch.Tensor:
+    """Integer crops of the zero-padded batch as one flat gather (backward: one scatter-add)."""
+    b, c, h, w = x.shape
+    n = p.top.numel()
+    hp, wp = h + 2 * p.pad, w + 2 * p.pad
+    xp = F.pad(x, (p.pad, p.pad, p.pad, p.pad)) if p.pad else x
+    dev = x.device
+    rows = p.top[:, None] + torch.arange(h, device=dev)                       # (N, H)
+    cols = p.left[:, None] + torch.arange(w, device=dev)                      # (N, W)
+    cols = torch.where(p.flip[:, None], cols.flip(1), cols)
+    plane = (torch.arange(n, device=dev) % b)[:, None] * c + torch.arange(c, device=dev)   # (N, C)
+    index = (plane[:, :, None, None] * hp + rows[:, None, :, None]) * wp + cols[:, None, None, :]
+    out = xp.reshape(-1)[index.reshape(-1)].view(n, c, h, w)
+    return out.contiguous(memory_format=torch.channels_last)

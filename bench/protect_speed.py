@@ -1,0 +1,213 @@
+"""Speed of `protect` on this machine, as ratios measured within one run.
+
+Measures, interleaved and repeated (medians reported):
+- raw: forward + input-gradient backward of the generator on random 32x32 inputs,
+  at the chunk sizes the engine feeds it (whole draws, <= 128 images: 96 + 64 for
+  B=32, J=5) and at B (protect's --batch-size);
+- engine: the noise engine on B 32x32 images (K_u steps, J draws), counted as
+  B*K_u*J passes;
+- official-style: the same SEM noise step written like the official code (loop
+  over J, per-image crop/flip loop) as a reference;
+- protect: the real `protect_folder` on CIFAR-10 test JPEGs from disk (decode,
+  labels, noise, PNG writes, manifest), counted as images*K_u*J passes;
+- transforms: our batched resampling transform vs kornia's RandomCrop+Flip,
+  forward+backward on the J*B batch;
+- a 12-megapixel photo through the CLI: wall time and peak memory (separate process).
+
+Usage:  python bench/protect_speed.py [--reps 5] [--out bench/results/protect_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from unlearnable_cli import transforms  # noqa: E402
+from unlearnable_cli.config import ProtectConfig  # noqa: E402
+from unlearnable_cli.noise import ErrorMinimizingNoise, NoiseConfig, draws_per_chunk  # noqa: E402
+from unlearnable_cli.protect import protect_folder  # noqa: E402
+from unlearnable_cli.weights import GeneratorCard, save_generator  # noqa: E402
+
+CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test"
+
+
+def generator_model() -> tuple[torch.nn.Module, GeneratorCard]:
+    """The shipped architecture (ResNet-18 width 16); speed does not depend on the weights."""
+    card = GeneratorCard(arch="resnet18", arch_kwargs={"width": 16},
+                         class_names=[d.name for d in sorted(CIFAR_TEST.iterdir())] if CIFAR_TEST.exists()
+                         else [str(i) for i in range(10)],
+                         hyperparameters={"adv_radius": 4 / 255})
+    torch.manual_seed(0)
+    return card.build().to(memory_format=torch.channels_last).eval(), card
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def raw_pass(model: torch.nn.Module, n: int, reps: int) -> float:
+    """Seconds for ``reps`` forward+input-backward passes of n images."""
+    x = torch.rand(n, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (n,))
+
+    def go() -> None:
+        for _ in range(reps):
+            xi = x.clone().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xi), y), xi)
+    return timed(go)
+
+
+def official_style_step(model, x, y, cfg: NoiseConfig) -> torch.Tensor:
+    """SEM noise as the official code writes it: loop over J, per-image transform loop."""
+    import torchvision.transforms as T
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()])
+    delta = (torch.rand_like(x) * 2 - 1) * cfg.radius
+    for _ in range(cfg.steps):
+        delta.requires_grad_(True)
+        grad = torch.zeros_like(x)
+        for _ in range(cfg.eot_samples):
+            xt = torch.stack([tf(xi) for xi in (x + delta)]).contiguous(memory_format=torch.channels_last)
+            r = (torch.rand_like(xt) * 2 - 1) * cfg.random_radius
+            loss = F.cross_entropy(model(xt + r), y)
+            grad += torch.autograd.grad(loss, delta)[0]
+        delta = (delta.detach() - cfg.step_size * grad.sign()).clamp(-cfg.radius, cfg.radius)
+        delta = (x + delta).clamp(0, 1) - x
+    return delta
+
+
+def transform_overhead(n: int, reps: int) -> dict[str, float]:
+    """Forward+backward seconds of one J*B transform: ours vs kornia."""
+    import kornia.augmentation as K
+    x = torch.rand(n, 3, 32, 32, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    aug = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4), K.RandomHorizontalFlip())
+
+    def ours() -> None:
+        for _ in range(reps):
+            p = transforms.sample_params(transforms.TransformSpec(), n, (32, 32), (32, 32), g)
+            torch.autograd.grad(transforms.apply(x, p).sum(), x)
+
+    def kornia() -> None:
+        for _ in range(reps):
+            torch.autograd.grad(aug(x).sum(), x)
+    return {"ours_s": timed(ours) / reps, "kornia_s": timed(kornia) / reps}
+
+
+def twelve_mp(weights: Path, tmp: Path) -> dict[str, float]:
+    """Protect one 4000x3000 photo via the CLI in a child process; wall time and peak RSS."""
+    from PIL import Image
+    from skimage import data
+    photo = tmp / "big" / "photo.jpg"
+    photo.parent.mkdir()
+    img = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BICUBIC)
+    img.save(photo, quality=92)
+    code = f"""
+import resource, time, sys
+from typer.testing import CliRunner
+from unlearnable_cli.cli import app
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+r = CliRunner().invoke(app, ["protect", "{photo.parent}", "-o", "{tmp / 'big-out'}", "--weights", "{weights}",
+                             "--device", "cpu", "--quiet"])
+wall = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(r.exit_code, wall, base, peak)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    exit_code, wall, base, peak = out.stdout.split()[-4:]
+    assert exit_code == "0", out.stdout + out.stderr
+    return {"seconds": round(float(wall), 2), "peak_rss_mib": round(int(peak) / 1024, 1),
+            "rss_after_imports_mib": round(int(base) / 1024, 1),
+            "extra_mib": round((int(peak) - int(base)) / 1024, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--images", type=int, default=320, help="CIFAR test images for the end-to-end run")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "protect_speed.json")
+    args = ap.parse_args()
+
+    model, card = generator_model()
+    cfg = ProtectConfig()
+    b = cfg.batch_size
+    noise_cfg = NoiseConfig(radius=cfg.radius, step_size=cfg.radius / 5, steps=cfg.steps, eot_samples=5,
+                            random_radius=4 / 255)
+    j, k = noise_cfg.eot_samples, noise_cfg.steps
+    engine = ErrorMinimizingNoise(model, noise_cfg)
+    x, y = torch.rand(b, 3, 32, 32), torch.randint(0, 10, (b,))
+    chunk = draws_per_chunk(j, b, noise_cfg.max_forward) * b
+    sizes = [min(chunk, j * b - s) for s in range(0, j * b, chunk)]
+    results: dict[str, list[float]] = {"raw_chunks": [], "raw_b": [], "engine": [], "official": [], "protect": []}
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        weights = tmp / "g.safetensors"
+        save_generator(weights, model, card)
+        subset = tmp / "cifar"
+        if CIFAR_TEST.exists():
+            per = max(1, args.images // 10)
+            for d in sorted(CIFAR_TEST.iterdir()):
+                (subset / d.name).mkdir(parents=True)
+                for f in sorted(d.iterdir())[:per]:
+                    (subset / d.name / f.name).symlink_to(f)
+        raw_pass(model, j * b, 1)  # warm-up
+        for rep in range(args.reps):
+            results["raw_chunks"].append(j * b * k / sum(raw_pass(model, n, k) for n in sizes))
+            results["raw_b"].append(b * k * j / raw_pass(model, b, k * j))
+            results["engine"].append(b * k * j / timed(lambda: engine(x, y, torch.Generator().manual_seed(rep))))
+            results["official"].append(b * k * j / timed(lambda: official_style_step(model, x, y, noise_cfg)))
+            if CIFAR_TEST.exists():
+                out = tmp / f"out{rep}"
+                seconds = timed(lambda: protect_folder(subset, out, model, card, cfg, torch.device("cpu")))
+                n = len(list(out.rglob("*.png")))
+                results["protect"].append(n * k * j / seconds)
+                results.setdefault("protect_images_per_s", []).append(n / seconds)
+            print(rep, {key: round(v[-1], 1) for key, v in results.items() if v}, flush=True)
+        overhead = transform_overhead(j * b, 20)
+        big = twelve_mp(weights, tmp)
+
+    med = {key: statistics.median(v) for key, v in results.items() if v}
+    ratios = {f"{name}_vs_raw_chunks": med[name] / med["raw_chunks"] for name in ("engine", "official", "protect") if name in med}
+    ratios.update({f"{name}_vs_raw_b": med[name] / med["raw_b"] for name in ("engine", "official", "protect") if name in med})
+    paired = {"engine_vs_raw_chunks": statistics.median(e / r for e, r in zip(results["engine"], results["raw_chunks"]))}
+    if results["protect"]:
+        paired["protect_vs_raw_chunks"] = statistics.median(p / r for p, r in zip(results["protect"], results["raw_chunks"]))
+    report = {
+        "command": "python bench/protect_speed.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "setup": {"model": "resnet18 width 16 (channels_last)", "batch_size": b, "eot_samples": j,
+                  "engine_chunks": sizes,
+                  "steps": k, "image_size": 32, "end_to_end_images": args.images, "reps": args.reps},
+        "passes_per_s_median": {key: round(v, 1) for key, v in med.items()},
+        "ratios_of_medians": {key: round(v, 3) for key, v in ratios.items()},
+        "paired_ratio_medians": {key: round(v, 3) for key, v in paired.items()},
+        "runs": {key: [round(v, 1) for v in vals] for key, vals in results.items()},
+        "transform_fwd_bwd_s": {key: round(v, 5) for key, v in overhead.items()},
+        "photo_12mp": big,
+        "max_rss_bench_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
