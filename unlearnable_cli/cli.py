@@ -207,3 +207,96 @@ def protect(
     console.print(table)
     if summary.failed:
         raise fail(f"{len(summary.failed)} file(s) could not be protected (listed above and in the manifest)")
+
+
+@app.command("eval")
+def eval_cmd(
+    clean: Annotated[Optional[Path], typer.Option(help="Clean training set (image-folder layout).")] = None,
+    protected: Annotated[Optional[list[str]], typer.Option(help="Protected copy of --clean; repeat as NAME=DIR to compare several.")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="Clean test set (same class folders).")] = None,
+    target: Annotated[Optional[Path], typer.Option(help="Personal scenario: your clean images (one folder).")] = None,
+    target_protected: Annotated[Optional[Path], typer.Option(help="Personal scenario: their protected copy.")] = None,
+    background: Annotated[Optional[Path], typer.Option(help="Personal scenario: everyone else's images (class folders).")] = None,
+    target_holdout: Annotated[float, typer.Option(help="Fraction of your clean images held out for testing.")] = 0.2,
+    preset: Annotated[str, typer.Option(help="quick (fast CNN, CPU) or paper (ResNet-18, 100 epochs, GPU).")] = "quick",
+    arch: Annotated[Optional[str], typer.Option(help="Victim architecture (resnet18, convnet).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Victim width.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (SGD, one-cycle).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Images are resized to this square size.")] = None,
+    per_class: Annotated[Optional[int], typer.Option(help="Use the first N training images of each class.")] = None,
+    test_per_class: Annotated[Optional[int], typer.Option(help="Use the first N test images of each class.")] = None,
+    adv_radius: Annotated[Optional[list[float]], typer.Option(help="Adversarial training radius in levels (repeatable; 0 = standard).")] = None,
+    adv_steps: Annotated[Optional[int], typer.Option(help="PGD steps of adversarial training.")] = None,
+    adv_step_size: Annotated[Optional[float], typer.Option(help="PGD step size in levels (default 2.5·radius/steps).")] = None,
+    defense: Annotated[Optional[list[str]], typer.Option(help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
+    poison_ratio: Annotated[float, typer.Option(help="Fraction of training images that are protected (rest clean).")] = 1.0,
+    allow_missing: Annotated[bool, typer.Option(help="Evaluate matched images when the folders differ.")] = False,
+    seed: Annotated[int, typer.Option(help="Same seed and recipe for every victim.")] = 0,
+    device: DeviceOpt = Device.AUTO,
+    report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Plot test accuracy per epoch (needs matplotlib).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train fresh models on clean and on protected images and compare their test accuracy."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from . import defenses as defense_lib
+    from .evaluate import EVAL_PRESETS, Setting, VictimConfig, evaluate, evaluate_personal
+    from .report import plot_curves, results_table, write_report
+
+    try:
+        if preset not in EVAL_PRESETS:
+            raise ConfigError(f"--preset must be one of {', '.join(EVAL_PRESETS)}")
+        overrides = dict(arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                         image_size=image_size, adv_steps=adv_steps, adv_step_size=adv_step_size, seed=seed)
+        cfg = VictimConfig(**{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+        if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+            raise ConfigError("--epochs, --batch-size and --lr must be positive")
+        if not 0 < poison_ratio <= 1:
+            raise ConfigError("--poison-ratio must be in (0, 1]")
+        radii = adv_radius or [0.0]
+        if any(r < 0 or r > 255 for r in radii):
+            raise ConfigError("--adv-radius must be in [0, 255]")
+        settings = [Setting(r, defense_lib.parse(d)) for r in radii for d in (defense or ["none"])]
+        personal = target is not None or target_protected is not None or background is not None
+        if personal and not (target and target_protected and background):
+            raise ConfigError("the personal scenario needs --target, --target-protected and --background")
+        if not personal and not (clean and protected and test):
+            raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
+        if plot is not None:
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is None:
+                raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
+        dev = resolve_device(device)
+        with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), "epochs", TimeElapsedColumn(),
+                      console=err_console, disable=quiet, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(label: str, epoch: int, total: int) -> None:
+                if label not in tasks:
+                    tasks[label] = bar.add_task(label, total=total)
+                bar.update(tasks[label], completed=epoch)
+
+            if personal:
+                result = evaluate_personal(target, target_protected, background, cfg, settings, dev,
+                                           holdout=target_holdout, background_per_class=per_class,
+                                           allow_missing=allow_missing, progress=progress)
+            else:
+                named = {}
+                for item in protected:
+                    name, sep, path = item.partition("=")
+                    named[name if sep else "protected"] = Path(path if sep else item)
+                result = evaluate(clean, named, test, cfg, settings, dev, per_class=per_class,
+                                  test_per_class=test_per_class, poison_ratio=poison_ratio,
+                                  allow_missing=allow_missing, progress=progress)
+    except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
+        raise fail(str(e))
+    console.print(results_table(result))
+    if report:
+        write_report(result, report)
+        console.print(f"report: {report}")
+    if plot:
+        plot_curves(result, plot)
+        console.print(f"plot: {plot}")

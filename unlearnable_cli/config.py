@@ -8,7 +8,7 @@ in pixel levels out of 255 (``--radius 8`` means 8/255) and converts with
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import torch

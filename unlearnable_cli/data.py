@@ -104,12 +104,17 @@ def load_image_folder(root: Path, image_size: int = 32, per_class: int | None = 
         raise DatasetError(f"{root}: only one class ({names[0]!r}); a classifier needs at least two "
                            "class subfolders")
 
+    return ImageFolderData(load_files(files, image_size, workers), torch.tensor(labels), names, files, root)
+
+
+def load_files(files: list[Path], image_size: int = 32, workers: int = 4) -> torch.Tensor:
+    """Decode ``files`` into one (N, 3, S, S) uint8 tensor; :class:`DatasetError` names a bad file."""
+
     def load(path: Path) -> torch.Tensor:
         return square_resize(read_image(path).pixels, image_size)
 
     try:
         with ThreadPoolExecutor(workers) as pool:
-            images = list(pool.map(load, files))
+            return torch.stack(list(pool.map(load, files)))
     except ImageReadError as e:
-        raise DatasetError(f"unreadable training image {e}") from e
-    return ImageFolderData(torch.stack(images), torch.tensor(labels), names, files, root)
+        raise DatasetError(f"unreadable image {e}") from e

@@ -12,7 +12,6 @@ so a resumed run computes exactly the batches (and bytes) of an uninterrupted on
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +27,7 @@ from torch import nn
 from . import __version__, labels as labelling, seeding, transforms
 from .config import ConfigError, ProtectConfig
 from .imageio import DecodedImage, ImageReadError, find_images, read_image, write_png
+from .metrics import psnr
 from .noise import ErrorMinimizingNoise, Method, NoiseConfig
 from .weights import GeneratorCard
 
@@ -126,12 +125,6 @@ def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int) -> torch.Tens
     base = x_u8.float()
     moved = torch.round(base + delta * 255)
     return torch.minimum(torch.maximum(moved, base - levels), base + levels).clamp(0, 255).to(torch.uint8)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """PSNR in dB between two uint8 images (None when identical)."""
-    mse = (a.float() - b.float()).square().mean().item()
-    return None if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
 class Protector:

@@ -1,0 +1,144 @@
+"""`unlearnable eval`: tiny victims on tiny data, the report schema, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from unlearnable_cli.cli import app
+from unlearnable_cli.evaluate import match_folders
+
+runner = CliRunner()
+TINY = ["--arch", "convnet", "--width", "4", "--epochs", "2", "--batch-size", "16", "--quiet"]
+
+
+def make_set(root: Path, n: int, seed: int, ext: str = "png", shift: int = 0) -> Path:
+    """Three colour-coded classes of 32x32 images."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(["red", "green", "blue"]):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            arr = rng.integers(0, 100, (32, 32, 3)).astype(np.uint8)
+            arr[..., c] += 150
+            Image.fromarray(np.clip(arr.astype(int) + shift, 0, 255).astype(np.uint8)).save(root / name / f"{i}.{ext}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("eval")
+    clean = make_set(base / "clean", 16, 0, ext="jpg")
+    # a "protected" copy: same names as .png, every pixel moved by 3 levels
+    prot = base / "prot"
+    for f in clean.rglob("*.jpg"):
+        out = prot / f.relative_to(clean).with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arr = np.asarray(Image.open(f)).astype(int)
+        Image.fromarray(np.clip(arr + 3, 0, 255).astype(np.uint8)).save(out)
+    test = make_set(base / "test", 6, 1)
+    return clean, prot, test
+
+
+def test_eval_report_schema_and_imperceptibility(folders, tmp_path):
+    clean, prot, test = folders
+    report, plot = tmp_path / "r.json", tmp_path / "c.png"
+    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                                 "--adv-radius", "0", "--adv-radius", "4", "--adv-steps", "1",
+                                 "--defense", "none", "--defense", "grayscale",
+                                 "--report", str(report), "--plot", str(plot), *TINY])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    runs = data["runs"]
+    assert len(runs) == 8                                  # 2 radii x 2 defenses x (clean, protected)
+    for run in runs:
+        assert {"data", "adv_radius", "defense", "final_acc", "best_acc", "acc_per_epoch"} <= set(run)
+        assert run["data"] in ("clean", "protected") and len(run["acc_per_epoch"]) == 2
+        assert run["final_acc"] == run["acc_per_epoch"][-1] and run["best_acc"] == max(run["acc_per_epoch"])
+        assert all(0 <= a <= 100 for a in run["acc_per_epoch"])
+    assert {r["adv_radius"] for r in runs} == {0.0, 4.0} and {r["defense"] for r in runs} == {"none", "grayscale"}
+    q = data["imperceptibility"]["protected"]
+    assert q["images"] == 48 and q["linf_max"] == 3 and 35 < q["psnr_mean"] < 40 and q["ssim_min"] > 0.9
+    assert data["settings"]["victim"]["seed"] == 0 and data["versions"]["torch"]
+    assert plot.stat().st_size > 1000
+    assert "ratio" in result.output and "4/255" in result.output
+
+
+def test_same_seed_same_curves(folders, tmp_path):
+    clean, prot, test = folders
+    out = []
+    for k in range(2):
+        path = tmp_path / f"r{k}.json"
+        runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                            "--report", str(path), *TINY])
+        out.append([r["acc_per_epoch"] for r in json.loads(path.read_text())["runs"]])
+    assert out[0] == out[1]
+
+
+def test_mismatched_folders_are_a_clear_error(folders, tmp_path):
+    clean, prot, test = folders
+    partial = tmp_path / "partial"
+    for f in list(prot.rglob("*.png"))[:-2]:
+        dst = partial / f.relative_to(prot)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(f.read_bytes())
+    args = ["eval", "--clean", str(clean), "--protected", str(partial), "--test", str(test), *TINY]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "do not mirror each other" in result.output and "only in" in result.output
+    assert runner.invoke(app, args + ["--allow-missing"]).exit_code == 0
+    unrelated = make_set(tmp_path / "other", 2, 5, ext="png")
+    for f in unrelated.rglob("*.png"):
+        f.rename(f.with_name("x" + f.name))
+    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(unrelated), "--test", str(test), *TINY])
+    assert result.exit_code == 1 and "shares no images" in result.output
+
+
+def test_option_errors(folders):
+    clean, prot, test = folders
+    base = ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test), *TINY]
+    assert "unknown defense" in runner.invoke(app, base + ["--defense", "blur"]).output
+    assert "--poison-ratio" in runner.invoke(app, base + ["--poison-ratio", "0"]).output
+    assert "--preset" in runner.invoke(app, base + ["--preset", "huge"]).output
+    assert "give --clean" in runner.invoke(app, ["eval", "--clean", str(clean), *TINY]).output
+    assert "personal scenario needs" in runner.invoke(app, ["eval", "--target", str(clean), *TINY]).output
+
+
+def test_match_folders_pairs_by_path_without_extension(tmp_path):
+    for rel in ["a/x.jpg", "a/y.jpg", "a/y.png", "b/z.webp"]:
+        (tmp_path / "c" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "c" / rel)
+    for rel in ["a/x.png", "a/y.jpg.png", "a/y.png.png", "b/extra.png"]:
+        (tmp_path / "p" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "p" / rel)
+    pairs, only_clean, only_prot = match_folders(tmp_path / "c", tmp_path / "p")
+    got = {(c.relative_to(tmp_path / "c").as_posix(), p.relative_to(tmp_path / "p").as_posix()) for c, p in pairs}
+    assert got == {("a/x.jpg", "a/x.png"), ("a/y.jpg", "a/y.jpg.png"), ("a/y.png", "a/y.png.png")}
+    assert only_clean == ["b/z.webp"] and only_prot == ["b/extra.png"]
+
+
+def test_personal_folder_scenario(folders, tmp_path):
+    clean, prot, _ = folders
+    me = tmp_path / "me"
+    me_prot = tmp_path / "me-protected"
+    for f in (clean / "red").glob("*.jpg"):
+        (me / "person").mkdir(parents=True, exist_ok=True)
+        (me / "person" / f.name).write_bytes(f.read_bytes())
+        (me_prot / "person").mkdir(parents=True, exist_ok=True)
+        (me_prot / "person" / f.with_suffix(".png").name).write_bytes((prot / "red" / f.with_suffix(".png").name).read_bytes())
+    background = tmp_path / "bg"
+    for name in ("green", "blue"):
+        (background / name).mkdir(parents=True)
+        for f in (clean / name).glob("*.jpg"):
+            (background / name / f.name).write_bytes(f.read_bytes())
+    report = tmp_path / "p.json"
+    result = runner.invoke(app, ["eval", "--target", str(me), "--target-protected", str(me_prot),
+                                 "--background", str(background), "--report", str(report), *TINY])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["settings"]["target_heldout_images"] == 3 and data["settings"]["target_train_images"] == 13
+    assert [r["data"] for r in data["runs"]] == ["clean", "protected"]
+    assert all("background_acc" in r and len(r["acc_per_epoch"]) == 2 for r in data["runs"])
