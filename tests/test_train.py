@@ -88,6 +88,21 @@ def test_resume_after_interrupt_equals_uninterrupted(dataset, tmp_path, monkeypa
     assert len(steps) == 5                        # no duplicated log lines after resume
 
 
+def test_export_checkpoint_writes_weights_without_training_further(dataset, tmp_path):
+    out = tmp_path / "g.safetensors"
+    args = ["train-generator", str(dataset), "-o", str(out), *TINY]
+    assert "no checkpoint to export" in runner.invoke(app, args + ["--export-checkpoint"]).output
+    assert runner.invoke(app, args).exit_code == 0
+    trained, _ = load_generator(out)
+    out.unlink()
+    result = runner.invoke(app, args + ["--export-checkpoint"])
+    assert result.exit_code == 0, result.output
+    exported, card = load_generator(out)
+    assert card.metrics["steps_done"] == 4
+    for (k, a), (_, b) in zip(trained.state_dict().items(), exported.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
 def test_resume_with_other_options_is_refused(dataset, tmp_path):
     out = tmp_path / "g.safetensors"
     train_generator(dataset, out, tiny_config(), torch.device("cpu"), show_progress=False)

@@ -76,6 +76,7 @@ def train_generator_cmd(
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
     device: DeviceOpt = Device.AUTO,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
+    export_checkpoint: Annotated[bool, typer.Option(help="Write OUTPUT from its checkpoint now, without training further (same options as the run).")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a noise generator (surrogate classifier) on an image-folder data set."""
@@ -96,7 +97,7 @@ def train_generator_cmd(
         if cfg.arch not in MODELS:
             raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
         card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
-                               show_progress=not quiet)
+                               show_progress=not quiet, export_only=export_checkpoint)
     except Interrupted as e:
         raise fail(str(e), code=130)
     except DOMAIN_ERRORS as e:

@@ -27,7 +27,7 @@ from torch import nn
 from . import __version__, defenses, seeding, transforms
 from .attacks import PGD, eval_mode
 from .config import ConfigError
-from .data import DatasetError, load_files
+from .data import DatasetError, load_files, load_image_folder
 from .imageio import find_images, read_image
 from .metrics import psnr, ssim_batch
 from .models import CIFAR_MEAN, CIFAR_STD, build_model
@@ -364,16 +364,8 @@ def evaluate_personal(target_dir: Path, target_protected: Path, background_dir: 
     hold, train_pairs = [pairs[i] for i in order[:n_hold]], [pairs[i] for i in order[n_hold:]]
     if not train_pairs:
         raise ConfigError(f"{target_dir}: too few images to hold out {holdout:.0%} and still train")
-    bg_classes = sorted(d.name for d in Path(background_dir).iterdir() if d.is_dir() and not d.name.startswith("."))
-    bg_files, bg_labels = [], []
-    for i, name in enumerate(bg_classes):
-        found = find_images(Path(background_dir) / name)
-        found = found[:background_per_class] if background_per_class else found
-        bg_files += found
-        bg_labels += [i] * len(found)
-    if len(bg_classes) < 1 or not bg_files:
-        raise ConfigError(f"{background_dir}: no background images in class folders")
-    bg_x, bg_y = load_files(bg_files, cfg.image_size), torch.tensor(bg_labels)
+    background = load_image_folder(Path(background_dir), cfg.image_size, background_per_class)
+    bg_classes, bg_x, bg_y = background.class_names, background.images, background.labels
     split = torch.randperm(len(bg_y), generator=g)
     n_test = max(1, len(bg_y) // 10)
     bg_test, bg_train = split[:n_test], split[n_test:]

@@ -173,7 +173,7 @@ class Trainer:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load_checkpoint(self) -> None:
+    def load_checkpoint(self, truncate_log: bool = True) -> None:
         path = self.paths.checkpoint
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -194,7 +194,8 @@ class Trainer:
             self.em_noise = tensors["em.noise"]
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
-        self._truncate_log()
+        if truncate_log:
+            self._truncate_log()
 
     def _truncate_log(self) -> None:
         """Drop log lines written after the checkpoint (they will be written again)."""
@@ -256,7 +257,17 @@ class Trainer:
                         noise=self.em_noise)
 
     # ----------------------------------------------------------------- run
-    def run(self, resume: bool = False) -> GeneratorCard:
+    def run(self, resume: bool = False, export_only: bool = False) -> GeneratorCard:
+        """Train to M steps (continuing from the checkpoint with ``resume``) and save.
+
+        ``export_only`` writes weights from the checkpoint as it is, without training
+        further (the card's ``steps_done`` says how far it got).
+        """
+        if export_only:
+            if not self.paths.checkpoint.exists():
+                raise ConfigError(f"{self.paths.checkpoint}: no checkpoint to export")
+            self.load_checkpoint(truncate_log=False)
+            return self.finish(log=False)
         if resume and self.paths.checkpoint.exists():
             self.load_checkpoint()
         elif self.paths.log.exists():
@@ -293,8 +304,8 @@ class Trainer:
             self.save_checkpoint()
         return self.finish()
 
-    def finish(self) -> GeneratorCard:
-        """Measure the generator, write weights + card, and log the summary."""
+    def finish(self, log: bool = True) -> GeneratorCard:
+        """Measure the generator, write weights + card, and (with ``log``) log the summary."""
         start = time.perf_counter()
         n = min(DEFENDED_EVAL_IMAGES, len(self.train))
         g = seeding.generator(self.cfg.seed, "final-defended")
@@ -321,7 +332,8 @@ class Trainer:
                            "package_version": __version__,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         save_generator(self.paths.weights, self.model, card)
-        self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
+        if log:
+            self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
         return card
 
 
@@ -344,8 +356,11 @@ def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, de
 
 
 def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torch.device,
-                    resume: bool = False, show_progress: bool = True) -> GeneratorCard:
-    """Train a generator on an image-folder data set and save it to ``output`` (.safetensors)."""
+                    resume: bool = False, show_progress: bool = True, export_only: bool = False) -> GeneratorCard:
+    """Train a generator on an image-folder data set and save it to ``output`` (.safetensors).
+
+    ``export_only``: write weights from ``output``'s checkpoint without training further.
+    """
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ConfigError(f"{output}: the output must end in .safetensors")
@@ -360,4 +375,4 @@ def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torc
         raise ConfigError(f"{output}: folder {parent} is not writable")
     data = load_image_folder(Path(data_dir), cfg.image_size, cfg.per_class)
     trainer = Trainer(data, RunPaths(output), cfg, device, Path(data_dir).resolve().name, show_progress)
-    return trainer.run(resume=resume)
+    return trainer.run(resume=resume, export_only=export_only)

@@ -1,0 +1,145 @@
+"""Efficacy benchmark: does a generator's protection survive an unauthorized trainer?
+
+Stages (each cached, so the benchmark resumes across sessions):
+1. a 10k-image training subset of ../shared/data/cifar10/train (1,000 per class,
+   symlinks) under --work;
+2. for every generator NAME=WEIGHTS: the real `unlearnable protect` command on that
+   subset (files on disk), timed;
+3. `unlearnable eval --preset quick` on 2,000 test images (200 per class): standard
+   training, adversarial training at 2/255 and 4/255, `grayscale`, `jpeg:10`;
+   each eval call's report is kept in bench/results/efficacy-parts/;
+4. bench/results/efficacy.json (run records plus `method`) and efficacy.md.
+
+Usage:
+  python bench/efficacy.py --generator sem=weights/sem-resnet18w16-cifar10.safetensors \
+      [--generator em=... --generator rem=...] [--stage all|protect|eval|summary]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
+RESULTS = ROOT / "bench" / "results"
+PARTS = RESULTS / "efficacy-parts"
+CONDITIONS = {                      # eval call name -> extra eval arguments
+    "adv": ["--adv-radius", "0", "--adv-radius", "2", "--adv-radius", "4"],
+    "filters": ["--defense", "grayscale", "--defense", "jpeg:10"],
+}
+
+
+def cli(*args: str) -> float:
+    """Run the installed command line; returns wall seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "unlearnable_cli", *args], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def make_subset(work: Path, per_class: int) -> Path:
+    subset = work / f"cifar10-train-{per_class}pc"
+    for d in sorted((CIFAR / "train").iterdir()):
+        (subset / d.name).mkdir(parents=True, exist_ok=True)
+        for f in sorted(d.iterdir())[:per_class]:
+            link = subset / d.name / f.name
+            if not link.exists():
+                link.symlink_to(f)
+    return subset
+
+
+def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]) -> Path:
+    """Protect the subset (resumes and skips finished images); log each call's wall time."""
+    out = work / f"protected-{name}"
+    seconds = cli("protect", str(subset), "-o", str(out), "--weights", str(weights), "--quiet", *extra)
+    images = json.loads((out / "manifest.json").read_text())["images"]
+    timing = PARTS / f"protect-{name}.json"
+    calls = json.loads(timing.read_text())["calls"] if timing.exists() else []
+    calls.append({"seconds": round(seconds, 1), "images_done": len(images)})
+    PARTS.mkdir(parents=True, exist_ok=True)
+    timing.write_text(json.dumps({
+        "generator": str(weights), "extra_args": extra, "images": len(images), "calls": calls,
+        "seconds_total": round(sum(c["seconds"] for c in calls), 1),
+        "psnr_mean": sum(r["psnr"] for r in images) / len(images),
+        "linf_max": max(r["linf"] for r in images)}, indent=1))
+    return out
+
+
+def evaluate(names: list[str], subset: Path, work: Path) -> None:
+    protected = [f"--protected={n}={work / f'protected-{n}'}" for n in names]
+    for cond, extra in CONDITIONS.items():
+        report = PARTS / f"eval-{cond}-{'-'.join(names)}.json"
+        if report.exists():
+            print(f"cached: {report}")
+            continue
+        cli("eval", "--preset", "quick", "--clean", str(subset), *protected, "--test", str(CIFAR / "test"),
+            "--test-per-class", "200", *extra, "--report", str(report), "--plot", str(report.with_suffix(".png")),
+            "--quiet")
+
+
+def summary() -> None:
+    records, quality, timings, wall = [], {}, {}, {}
+    for part in sorted(PARTS.glob("eval-*.json")):
+        data = json.loads(part.read_text())
+        wall[part.stem] = data["seconds"]
+        quality.update(data["imperceptibility"])
+        for run in data["runs"]:
+            records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=part.stem))
+    for part in sorted(PARTS.glob("protect-*.json")):
+        timings[part.stem.removeprefix("protect-")] = json.loads(part.read_text())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+           "commit": commit, "protect": timings, "imperceptibility": quality, "eval_wall_seconds": wall, "runs": records}
+    (RESULTS / "efficacy.json").write_text(json.dumps(out, indent=1))
+    clean = {(r["adv_radius"], r["defense"]): r for r in records if r["data"] == "clean"}
+    lines = ["# Efficacy benchmark", "",
+             f"Machine: {out['machine']['platform']}, {out['machine']['cpus']} CPUs. Commit {commit}.", "",
+             "Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
+             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch.", "",
+             "| condition | method | clean | protected | ratio |", "|---|---|---|---|---|"]
+    for r in records:
+        if r["data"] != "protected":
+            continue
+        c = clean[(r["adv_radius"], r["defense"])]
+        cond = ("standard" if not r["adv_radius"] else f"adv {r['adv_radius']:g}/255") + (
+            "" if r["defense"] == "none" else f" + {r['defense']}")
+        lines.append(f"| {cond} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
+                     f"{r['final_acc']:.1f} ({r['best_acc']:.1f}) | {r['final_acc'] / c['final_acc']:.2f} |")
+    lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
+    for name, t in timings.items():
+        lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
+                     f"L∞ max {t['linf_max']}")
+    lines += ["", "Eval wall time per call (s): " + ", ".join(f"{k} {v}" for k, v in wall.items())]
+    (RESULTS / "efficacy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generator", action="append", default=[], help="NAME=WEIGHTS (repeatable)")
+    ap.add_argument("--protect-args", action="append", default=[], help="NAME=ARGS extra protect options")
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    ap.add_argument("--per-class", type=int, default=1000)
+    ap.add_argument("--stage", choices=("all", "protect", "eval", "summary"), default="all")
+    args = ap.parse_args()
+    if not CIFAR.exists():
+        sys.exit(f"{CIFAR} is missing: this benchmark needs ../shared/data/cifar10")
+    gens = dict(g.split("=", 1) for g in args.generator)
+    extra = {k: v.split() for k, v in (p.split("=", 1) for p in args.protect_args)}
+    subset = make_subset(args.work, args.per_class)
+    if args.stage in ("all", "protect"):
+        for name, weights in gens.items():
+            protect(name, Path(weights), subset, args.work, extra.get(name, []))
+    if args.stage in ("all", "eval"):
+        evaluate(list(gens), subset, args.work)
+    summary()
+
+
+if __name__ == "__main__":
+    main()
