@@ -247,6 +247,34 @@ def write_manifest(path: Path, header: dict[str, object], records: dict[str, dic
         tmp.unlink(missing_ok=True)
 
 
+def manifest_header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: GeneratorCard,
+                    nc: NoiseConfig, cfg: ProtectConfig, device: torch.device) -> dict[str, object]:
+    """The run-level part of the manifest: folders, generator and the settings actually used."""
+    return {
+        "tool": "unlearnable", "version": __version__, "input": str(input_dir.resolve()),
+        "output": str(output_dir.resolve()),
+        "generator": {"path": str(weights_path) if weights_path else None, "arch": card.arch,
+                      "arch_kwargs": card.arch_kwargs, "method": card.method,
+                      "dataset": card.dataset.get("name"), "classes": card.class_names},
+        "settings": {"radius_levels": cfg.radius_levels, "steps": nc.steps,
+                     "step_size_levels": round(nc.step_size * 255, 4), "eot_samples": nc.eot_samples,
+                     "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
+                     "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
+                     "device": str(device)},
+    }
+
+
+def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: torch.Tensor,
+                 loss_after: float) -> dict[str, object]:
+    """The manifest record of one protected image (``out``/``original``: (C, H, W) uint8)."""
+    return {"source": e.rel, "output": e.output_rel, "width": e.shape[1], "height": e.shape[0],
+            "channels": "gray" if e.shape[2] == 1 else "rgb", "alpha": e.has_alpha,
+            "class": card.class_names[e.label], "class_index": e.label,
+            "linf": int((out.int() - original.int()).abs().max().item()),
+            "psnr": psnr(out, original), "loss_before": round(e.loss_before, 5),
+            "loss_after": round(loss_after, 5)}
+
+
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
                    cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
                    on_error: Callable[[str, str], None] = lambda rel, reason: None,
@@ -286,19 +314,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         return (not cfg.overwrite and rec is not None and rec.get("output") == e.output_rel
                 and (output_dir / e.output_rel).is_file())
 
-    nc = protector.noise_config
-    header = {
-        "tool": "unlearnable", "version": __version__, "input": str(input_dir.resolve()),
-        "output": str(output_dir.resolve()),
-        "generator": {"path": str(weights_path) if weights_path else None, "arch": card.arch,
-                      "arch_kwargs": card.arch_kwargs, "method": card.method,
-                      "dataset": card.dataset.get("name"), "classes": card.class_names},
-        "settings": {"radius_levels": cfg.radius_levels, "steps": nc.steps,
-                     "step_size_levels": round(nc.step_size * 255, 4), "eot_samples": nc.eot_samples,
-                     "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
-                     "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
-                     "device": str(device)},
-    }
+    header = manifest_header(input_dir, output_dir, weights_path, card, protector.noise_config, cfg, device)
     batches = make_batches(entries, cfg)
     pending_total = sum(not done(e) for e in entries)
     summary.skipped = len(entries) - pending_total
@@ -328,13 +344,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
             pixels = out[i].permute(1, 2, 0).numpy()
             write_png(output_dir / e.output_rel, pixels, img.alpha, img.icc,
                       img.exif if cfg.keep_exif else None)
-            linf = int((out[i].int() - x_u8[i].int()).abs().max().item())
-            records[e.rel] = {
-                "source": e.rel, "output": e.output_rel, "width": e.shape[1], "height": e.shape[0],
-                "channels": "gray" if e.shape[2] == 1 else "rgb", "alpha": e.has_alpha,
-                "class": card.class_names[e.label], "class_index": e.label, "linf": linf,
-                "psnr": psnr(out[i], x_u8[i]), "loss_before": round(e.loss_before, 5),
-                "loss_after": round(after[i].item(), 5)}
+            records[e.rel] = image_record(e, card, out[i], x_u8[i], after[i].item())
             summary.processed += 1
             written += 1
         write_manifest(manifest_path, header, records, summary.failed)
