@@ -103,6 +103,15 @@ def test_export_checkpoint_writes_weights_without_training_further(dataset, tmp_
         assert torch.equal(a, b), k
 
 
+def test_method_defaults_and_presets():
+    em = train_config(Preset.CPU, method=Method.EM)
+    assert em.noise_steps == 20 and abs(em.step_size * 255 - 0.8) < 1e-9 and em.adv_radius == 0
+    assert train_config(Preset.CPU, method=Method.EM, noise_steps=7).noise_steps == 7
+    paper = train_config(Preset.PAPER)
+    assert (paper.width, paper.steps, paper.noise_steps, paper.eot_samples, paper.adv_steps) == (64, 5000, 10, 5, 10)
+    assert paper.rho_r == paper.adv_radius == 4 / 255 and [round(m * paper.steps) for m in paper.lr_milestones] == [2000, 4000]
+
+
 def test_resume_with_other_options_is_refused(dataset, tmp_path):
     out = tmp_path / "g.safetensors"
     train_generator(dataset, out, tiny_config(), torch.device("cpu"), show_progress=False)

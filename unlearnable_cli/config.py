@@ -136,12 +136,16 @@ PRESETS: dict[Preset, dict[str, object]] = {
 }
 
 
+#: EM's own sample-wise recipe (Huang et al. 2021, appendix): T = 20 noise steps of ε/10,
+#: no adversarial training; applied with ``--method em`` unless an option overrides it.
+EM_DEFAULTS: dict[str, object] = dict(noise_steps=20, step_size=0.8 / 255, adv_radius=0.0)
+
+
 def train_config(preset: Preset, **overrides: object) -> TrainConfig:
     """A :class:`TrainConfig` from a preset with explicit options (``None`` = keep) on top."""
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = TrainConfig(**values)
-    if cfg.method is Method.EM and overrides.get("adv_radius") is None:
-        cfg.adv_radius = 0.0
+    given = {k: v for k, v in overrides.items() if v is not None}
+    method_defaults = EM_DEFAULTS if Method(given.get("method", Method.SEM)) is Method.EM else {}
+    cfg = TrainConfig(**{**PRESETS[preset], **method_defaults, **given})
     cfg.validate()
     return cfg
 
