@@ -74,3 +74,18 @@ def test_write_png_keeps_icc_and_alpha_and_leaves_no_temp_files(tmp_path):
         arr = np.asarray(img)
     assert np.array_equal(arr[..., :3], pixels) and np.array_equal(arr[..., 3], alpha)
     assert [p.name for p in out.parent.iterdir()] == ["o.png"]
+
+
+def test_animated_gif_uses_the_first_frame_and_palette_transparency_becomes_alpha(tmp_path):
+    red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    red.save(tmp_path / "anim.gif", save_all=True, append_images=[blue], duration=100, loop=0)
+    img = read_image(tmp_path / "anim.gif")
+    assert img.pixels.shape == (8, 8, 3) and tuple(img.pixels[0, 0]) == (255, 0, 0)
+    pal = Image.new("P", (6, 6), 1)
+    pal.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    pal.info["transparency"] = 0
+    pal.putpixel((0, 0), 0)
+    pal.save(tmp_path / "pal.png", transparency=0)
+    decoded = read_image(tmp_path / "pal.png")
+    assert decoded.alpha is not None and decoded.alpha[0, 0] == 0 and decoded.alpha[1, 1] == 255
+    assert tuple(decoded.pixels[1, 1]) == (200, 100, 50)
