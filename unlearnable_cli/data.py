@@ -118,3 +118,8 @@ def load_files(files: list[Path], image_size: int = 32, workers: int = 4) -> tor
             return torch.stack(list(pool.map(load, files)))
     except ImageReadError as e:
         raise DatasetError(f"unreadable image {e}") from e
+
+
+def to_device(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float [0, 1] on ``device`` in channels-last layout."""
+    return (images_u8.to(device).float() / 255).contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ from torch import nn
 from . import __version__, defenses, seeding, transforms
 from .attacks import PGD, eval_mode
 from .config import ConfigError
-from .data import DatasetError, load_files, load_image_folder
+from .data import DatasetError, load_files, load_image_folder, to_device
 from .imageio import find_images, read_image
 from .metrics import psnr, ssim_batch
 from .models import CIFAR_MEAN, CIFAR_STD, build_model
@@ -210,11 +210,6 @@ def imperceptibility(pairs: list[tuple[Path, Path]]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- victims
-def to_float(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 images -> float [0, 1] on ``device``, channels-last."""
-    return (images_u8.to(device).float() / 255).contiguous(memory_format=torch.channels_last)
-
-
 @torch.no_grad()
 def test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy in percent."""
@@ -240,12 +235,12 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, evals: dict[str, 
                           nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
                                                 pct_start=0.15, anneal_strategy="linear")
-    x_all = to_float(train_x, device)
+    x_all = to_device(train_x, device)
     if setting.defense.name in defenses.ONCE:
         x_all = defenses.apply_once(setting.defense, x_all)
     eval_sets = {}
     for name, (ex, ey) in evals.items():
-        ex = to_float(ex, device)
+        ex = to_device(ex, device)
         eval_sets[name] = (defenses.apply_once(setting.defense, ex) if setting.defense.applies_to_test else ex,
                            ey.to(device))
     y_all = train_y.to(device)

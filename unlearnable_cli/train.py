@@ -35,7 +35,7 @@ from torch import nn
 from . import __version__, seeding, transforms
 from .attacks import PGD, eval_mode
 from .config import ConfigError, TrainConfig
-from .data import ImageFolderData, load_image_folder
+from .data import ImageFolderData, load_image_folder, to_device
 from .models import CIFAR_MEAN, CIFAR_STD
 from .noise import ErrorMinimizingNoise, Method
 from .weights import GeneratorCard, save_generator, state_tensors
@@ -78,11 +78,6 @@ def batch_indices(n: int, cfg: TrainConfig, step: int) -> torch.Tensor:
     epoch, k = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=seeding.generator(cfg.seed, "epoch", epoch))
     return perm[k * bs:(k + 1) * bs]
-
-
-def to_device(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float [0, 1] on ``device`` in channels-last layout."""
-    return (images_u8.to(device).float() / 255).contiguous(memory_format=torch.channels_last)
 
 
 @contextmanager
