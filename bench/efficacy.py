@@ -6,13 +6,16 @@ Stages (each cached, so the benchmark resumes across sessions):
 2. for every generator NAME=WEIGHTS: the real `unlearnable protect` command on that
    subset (files on disk), timed;
 3. `unlearnable eval --preset quick` on 2,000 test images (200 per class): standard
-   training, adversarial training at 2/255 and 4/255, `grayscale`, `jpeg:10`;
-   each eval call's report is kept in bench/results/efficacy-parts/;
+   training, adversarial training at 4/255 and 2/255, `grayscale`, `jpeg:10`; one
+   call per (condition, victim): the clean baseline is trained once (`--runs clean`)
+   and shared by every generator (`--runs protected`), same seed and recipe; each
+   call's report is kept in bench/results/efficacy-parts/;
 4. bench/results/efficacy.json (run records plus `method`) and efficacy.md.
 
 Usage:
   python bench/efficacy.py --generator sem=weights/sem-resnet18w16-cifar10.safetensors \
-      [--generator em=... --generator rem=...] [--stage all|protect|eval|summary]
+      [--generator em=... --generator rem=...] [--stage all|protect|eval|summary] \
+      [--conditions standard,adv4,filters,adv2] [--victims clean,sem]
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 RESULTS = ROOT / "bench" / "results"
 PARTS = RESULTS / "efficacy-parts"
-CONDITIONS = {                      # eval call name -> extra eval arguments
-    "adv": ["--adv-radius", "0", "--adv-radius", "2", "--adv-radius", "4"],
+CONDITIONS = {                      # eval call name -> extra eval arguments (in priority order)
+    "standard": ["--adv-radius", "0"],
+    "adv4": ["--adv-radius", "4"],
     "filters": ["--defense", "grayscale", "--defense", "jpeg:10"],
+    "adv2": ["--adv-radius", "2"],
 }
 
 
@@ -71,16 +76,20 @@ def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]
     return out
 
 
-def evaluate(names: list[str], subset: Path, work: Path) -> None:
-    protected = [f"--protected={n}={work / f'protected-{n}'}" for n in names]
-    for cond, extra in CONDITIONS.items():
-        report = PARTS / f"eval-{cond}-{'-'.join(names)}.json"
-        if report.exists():
-            print(f"cached: {report}")
-            continue
-        cli("eval", "--preset", "quick", "--clean", str(subset), *protected, "--test", str(CIFAR / "test"),
-            "--test-per-class", "200", *extra, "--report", str(report), "--plot", str(report.with_suffix(".png")),
-            "--quiet")
+def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path) -> None:
+    """One eval call per (condition, victim): "clean" trains the clean baseline once
+    (`--runs clean`), each generator name its protected victim (`--runs protected`);
+    same seed and recipe, so the runs compare exactly and finished parts are reused."""
+    for cond in conditions:
+        for name in names:
+            report = PARTS / f"eval-{cond}-{name}.json"
+            if report.exists():
+                print(f"cached: {report}")
+                continue
+            which = (["--runs", "clean"] if name == "clean" else
+                     ["--runs", "protected", f"--protected={name}={work / f'protected-{name}'}"])
+            cli("eval", "--preset", "quick", "--clean", str(subset), *which, "--test", str(CIFAR / "test"),
+                "--test-per-class", "200", *CONDITIONS[cond], "--report", str(report), "--quiet")
 
 
 def summary() -> None:
@@ -98,15 +107,17 @@ def summary() -> None:
            "commit": commit, "protect": timings, "imperceptibility": quality, "eval_wall_seconds": wall, "runs": records}
     (RESULTS / "efficacy.json").write_text(json.dumps(out, indent=1))
     clean = {(r["adv_radius"], r["defense"]): r for r in records if r["data"] == "clean"}
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"]))
     lines = ["# Efficacy benchmark", "",
              f"Machine: {out['machine']['platform']}, {out['machine']['cpus']} CPUs. Commit {commit}.", "",
              "Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
              "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch.", "",
              "| condition | method | clean | protected | ratio |", "|---|---|---|---|---|"]
     for r in records:
-        if r["data"] != "protected":
+        c = clean.get((r["adv_radius"], r["defense"]))
+        if r["data"] != "protected" or c is None:
             continue
-        c = clean[(r["adv_radius"], r["defense"])]
         cond = ("standard" if not r["adv_radius"] else f"adv {r['adv_radius']:g}/255") + (
             "" if r["defense"] == "none" else f" + {r['defense']}")
         lines.append(f"| {cond} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
@@ -127,17 +138,25 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--stage", choices=("all", "protect", "eval", "summary"), default="all")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS),
+                    help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    ap.add_argument("--victims", default=None,
+                    help="comma-separated victims to train: clean and/or generator names (default: all)")
     args = ap.parse_args()
     if not CIFAR.exists():
         sys.exit(f"{CIFAR} is missing: this benchmark needs ../shared/data/cifar10")
     gens = dict(g.split("=", 1) for g in args.generator)
     extra = {k: v.split() for k, v in (p.split("=", 1) for p in args.protect_args)}
+    conditions = args.conditions.split(",")
+    if unknown := set(conditions) - set(CONDITIONS):
+        sys.exit(f"unknown condition(s): {', '.join(sorted(unknown))}")
     subset = make_subset(args.work, args.per_class)
     if args.stage in ("all", "protect"):
         for name, weights in gens.items():
             protect(name, Path(weights), subset, args.work, extra.get(name, []))
     if args.stage in ("all", "eval"):
-        evaluate(list(gens), subset, args.work)
+        victims = args.victims.split(",") if args.victims else ["clean", *gens]
+        evaluate(victims, conditions, subset, args.work)
     summary()
 
 

@@ -79,6 +79,23 @@ def test_same_seed_same_curves(folders, tmp_path):
     assert out[0] == out[1]
 
 
+def test_split_runs_match_one_combined_call(folders, tmp_path):
+    """--runs clean (without --protected) and --runs protected give the curves of one full call."""
+    clean, prot, test = folders
+    base = ["--clean", str(clean), "--test", str(test), *TINY]
+    curves = {}
+    for mode, extra in (("both", ["--protected", str(prot)]), ("clean", []), ("protected", ["--protected", str(prot)])):
+        path = tmp_path / f"{mode}.json"
+        result = runner.invoke(app, ["eval", *base, *extra, "--runs", mode, "--report", str(path)])
+        assert result.exit_code == 0, (mode, result.output)
+        curves[mode] = {r["data"]: r["acc_per_epoch"] for r in json.loads(path.read_text())["runs"]}
+    assert set(curves["clean"]) == {"clean"} and set(curves["protected"]) == {"protected"}
+    assert curves["clean"]["clean"] == curves["both"]["clean"]
+    assert curves["protected"]["protected"] == curves["both"]["protected"]
+    result = runner.invoke(app, ["eval", *base, "--runs", "protected"])
+    assert result.exit_code == 1 and "give --clean" in result.output
+
+
 def test_mismatched_folders_are_a_clear_error(folders, tmp_path):
     clean, prot, test = folders
     partial = tmp_path / "partial"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .config import ConfigError, Device, Preset, levels, resolve_device, train_config
+from .config import ConfigError, Device, Preset, VictimRuns, levels, resolve_device, train_config
 from .data import DatasetError
 from .imageio import ImageReadError
 from .noise import Method
@@ -234,6 +234,8 @@ def eval_cmd(
     defense: Annotated[Optional[list[str]], typer.Option(help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
     poison_ratio: Annotated[float, typer.Option(help="Fraction of training images that are protected (rest clean).")] = 1.0,
     allow_missing: Annotated[bool, typer.Option(help="Evaluate matched images when the folders differ.")] = False,
+    runs: Annotated[VictimRuns, typer.Option(help="Train both victims, or only the clean baseline (then --protected "
+                                             "may be omitted) or only the protected ones, e.g. to reuse a baseline.")] = VictimRuns.BOTH,
     seed: Annotated[int, typer.Option(help="Same seed and recipe for every victim.")] = 0,
     device: DeviceOpt = Device.AUTO,
     report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON.")] = None,
@@ -264,7 +266,9 @@ def eval_cmd(
         personal = target is not None or target_protected is not None or background is not None
         if personal and not (target and target_protected and background):
             raise ConfigError("the personal scenario needs --target, --target-protected and --background")
-        if not personal and not (clean and protected and test):
+        if personal and runs is not VictimRuns.BOTH:
+            raise ConfigError("--runs applies to --clean/--protected evaluations only")
+        if not personal and not (clean and test and (protected or runs is VictimRuns.CLEAN)):
             raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
         if plot is not None:
             import importlib.util
@@ -286,12 +290,12 @@ def eval_cmd(
                                            allow_missing=allow_missing, progress=progress)
             else:
                 named = {}
-                for item in protected:
+                for item in protected or []:
                     name, sep, path = item.partition("=")
                     named[name if sep else "protected"] = Path(path if sep else item)
                 result = evaluate(clean, named, test, cfg, settings, dev, per_class=per_class,
                                   test_per_class=test_per_class, poison_ratio=poison_ratio,
-                                  allow_missing=allow_missing, progress=progress)
+                                  allow_missing=allow_missing, runs_wanted=runs, progress=progress)
     except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
         raise fail(str(e))
     console.print(results_table(result))

@@ -30,6 +30,14 @@ class Device(str, Enum):
     CUDA = "cuda"
 
 
+class VictimRuns(str, Enum):
+    """Which victims ``eval`` trains: the clean baseline, the protected copies, or both."""
+
+    BOTH = "both"
+    CLEAN = "clean"
+    PROTECTED = "protected"
+
+
 class ConfigError(ValueError):
     """An option value that cannot work; raised before any work starts."""
 

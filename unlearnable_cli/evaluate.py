@@ -26,7 +26,7 @@ from torch import nn
 
 from . import __version__, defenses, seeding, transforms
 from .attacks import PGD, eval_mode
-from .config import ConfigError
+from .config import ConfigError, VictimRuns
 from .data import DatasetError, load_files, load_image_folder, to_device
 from .imageio import find_images, read_image
 from .metrics import psnr, ssim_batch
@@ -140,7 +140,8 @@ def class_of(path: Path, root: Path) -> str:
 
 
 def load_pairs(clean_dir: Path, protected_dir: Path, image_size: int, allow_missing: bool,
-               per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], list[tuple[Path, Path]]]:
+               per_class: int | None = None, load_protected: bool = True,
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, list[str], list[tuple[Path, Path]]]:
     """Matched (clean uint8, protected uint8, labels, class names, pairs); clear errors on mismatch."""
     for d in (clean_dir, protected_dir):
         if not Path(d).is_dir():
@@ -168,7 +169,7 @@ def load_pairs(clean_dir: Path, protected_dir: Path, image_size: int, allow_miss
         pairs = kept
     labels = torch.tensor([names.index(class_of(c, clean_dir)) for c, _ in pairs])
     clean = load_files([c for c, _ in pairs], image_size)
-    prot = load_files([p for _, p in pairs], image_size)
+    prot = load_files([p for _, p in pairs], image_size) if load_protected else None
     return clean, prot, labels, names, pairs
 
 
@@ -303,13 +304,24 @@ def mix(clean: torch.Tensor, protected: torch.Tensor, ratio: float, seed: int) -
 def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: VictimConfig,
              settings: list[Setting], device: torch.device, per_class: int | None = None,
              test_per_class: int | None = None, poison_ratio: float = 1.0, allow_missing: bool = False,
+             runs_wanted: VictimRuns = VictimRuns.BOTH,
              progress: Progress = lambda label, epoch, total: None) -> EvalReport:
-    """Train clean and protected victims for every setting; see the module docstring."""
+    """Train clean and protected victims for every setting; see the module docstring.
+
+    ``runs_wanted`` trains only the clean baseline or only the protected copies (their
+    results are comparable across calls: same seed and recipe give the same victim);
+    with only the clean baseline, ``protected`` may be empty and ``clean_dir`` alone is read.
+    """
     start = time.perf_counter()
+    if runs_wanted is not VictimRuns.CLEAN and not protected:
+        raise ConfigError("no protected folder given")
     data = {}
     names: list[str] = []
     clean_u8 = labels = None
     quality = {}
+    if not protected:
+        clean_u8, _, labels, names, _ = load_pairs(clean_dir, clean_dir, cfg.image_size, allow_missing, per_class,
+                                                   load_protected=False)
     for name, prot_dir in protected.items():
         c, p, y, n, pairs = load_pairs(clean_dir, prot_dir, cfg.image_size, allow_missing, per_class)
         if clean_u8 is not None and not torch.equal(y, labels):
@@ -321,7 +333,10 @@ def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: V
     test_x, test_y = load_test(test_dir, names, cfg.image_size, test_per_class)
     runs: list[Run] = []
     for setting in settings:
-        for data_name, name, x in [("clean", "clean", clean_u8)] + [("protected", k, v) for k, v in data.items()]:
+        todo = [("clean", "clean", clean_u8)] if runs_wanted is not VictimRuns.PROTECTED else []
+        if runs_wanted is not VictimRuns.CLEAN:
+            todo += [("protected", k, v) for k, v in data.items()]
+        for data_name, name, x in todo:
             t0 = time.perf_counter()
             label = f"{setting.label}: {name}"
             accs = train_victim(x, labels, {"test": (test_x, test_y)}, len(names), cfg, setting, device,
@@ -332,7 +347,8 @@ def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: V
                        "protected": {k: str(v) for k, v in protected.items()}, "test": str(test_dir),
                        "per_class": per_class, "test_per_class": test_per_class, "poison_ratio": poison_ratio,
                        "train_images": len(labels), "test_images": len(test_y), "classes": names,
-                       "conditions": [s.label for s in settings], "device": str(device)}
+                       "conditions": [s.label for s in settings], "runs": runs_wanted.value,
+                       "device": str(device)}
     return EvalReport(report_settings, runs, quality, time.perf_counter() - start)
 
 

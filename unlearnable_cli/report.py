@@ -27,11 +27,15 @@ def results_table(report: EvalReport) -> Table:
     for col in ("adv", "defense", "copy", "clean", "protected", "ratio"):
         table.add_column(col)
     for (radius, defense), runs in _by_condition(report).items():
-        clean = next(r for r in runs if r.data == "clean")
-        for run in (r for r in runs if r.data == "protected"):
-            ratio = run.final_acc / clean.final_acc if clean.final_acc else float("nan")
-            table.add_row(f"{radius:g}/255", defense, run.name, f"{clean.final_acc:.1f} / {clean.best_acc:.1f}",
-                          f"{run.final_acc:.1f} / {run.best_acc:.1f}", f"{ratio:.2f}")
+        clean = next((r for r in runs if r.data == "clean"), None)
+        clean_cell = f"{clean.final_acc:.1f} / {clean.best_acc:.1f}" if clean else "—"
+        protected = [r for r in runs if r.data == "protected"]
+        for run in protected:
+            ratio = f"{run.final_acc / clean.final_acc:.2f}" if clean and clean.final_acc else "—"
+            table.add_row(f"{radius:g}/255", defense, run.name, clean_cell,
+                          f"{run.final_acc:.1f} / {run.best_acc:.1f}", ratio)
+        if not protected:
+            table.add_row(f"{radius:g}/255", defense, "—", clean_cell, "—", "—")
     for name, q in report.imperceptibility.items():
         table.caption = (table.caption or "") + (
             f"{name}: L∞ max {q['linf_max']} levels, PSNR mean {q['psnr_mean']:.2f} dB (min {q['psnr_min']:.2f}), "

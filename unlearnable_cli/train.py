@@ -304,13 +304,15 @@ class Trainer:
         start = time.perf_counter()
         n = min(DEFENDED_EVAL_IMAGES, len(self.train))
         g = seeding.generator(self.cfg.seed, "final-defended")
-        x = to_device(self.train.images[:n], self.device)
-        y = self.train.labels[:n].to(self.device)
+        # A random sample, not the first n: the training split is stored in class order.
+        pick = torch.randperm(len(self.train), generator=g)[:n]
+        images, labels = self.train.images[pick], self.train.labels[pick]
+        x = to_device(images, self.device)
+        y = labels.to(self.device)
         delta = torch.cat([self.engine(xb, yb, g) for xb, yb in zip(x.split(128), y.split(128))])
         metrics = {
-            "defended_train_acc": accuracy(self.model, self.train.images[:n], self.train.labels[:n],
-                                           self.device, noise=delta.cpu()),
-            "clean_train_acc": accuracy(self.model, self.train.images[:n], self.train.labels[:n], self.device),
+            "defended_train_acc": accuracy(self.model, images, labels, self.device, noise=delta.cpu()),
+            "clean_train_acc": accuracy(self.model, images, labels, self.device),
         }
         if len(self.val):
             metrics["val_clean_acc"] = accuracy(self.model, self.val.images, self.val.labels, self.device)
