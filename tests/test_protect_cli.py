@@ -131,10 +131,16 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     result = run("protect", src, "-o", resumed, *args)
     assert result.exit_code == 130 and "rerun the same command" in result.output
     assert len(pngs(resumed)) == 3 and not list(resumed.rglob("*.tmp"))
+    journal = resumed / ".manifest.journal.jsonl"          # every finished batch's records survive
+    journaled = {json.loads(line)["source"] for line in journal.read_text().splitlines()}
+    assert journaled == {p.name for p in resumed.glob("*.png")}
+    with open(journal, "a") as f:
+        f.write('{"source": "4.pn')                           # a record cut short by a crash
     monkeypatch.setattr(imageio.os, "replace", real_replace)
     result = run("protect", src, "-o", resumed, *args)
     assert result.exit_code == 0, result.output
     assert pngs(resumed) == pngs(clean)
+    assert not journal.exists() and len(json.loads((resumed / "manifest.json").read_text())["images"]) == 5
     # and a finished run skips everything
     result = run("protect", src, "-o", resumed, *args[:-1])
     assert result.exit_code == 0 and "skipped (already done) │ 5" in result.output

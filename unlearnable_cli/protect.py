@@ -4,8 +4,8 @@ Steps: check options and folders before any work; scan and decode every image on
 (bad files are reported and skipped, shapes and thumbnails collected); choose a
 generator class per image (:mod:`labels`); split the images into batches of equal
 shape, each with its own seeded random stream; run the noise engine at full
-resolution; quantize with the exact integer bound; write each PNG atomically and
-the manifest after every batch.  Batches are formed over *all* readable images,
+resolution; quantize with the exact integer bound; write each PNG atomically, journal
+its manifest record after every batch, and rewrite the manifest now and then.  Batches are formed over *all* readable images,
 so a resumed run computes exactly the batches (and bytes) of an uninterrupted one.
 """
 
@@ -32,6 +32,11 @@ from .noise import ErrorMinimizingNoise, Method, NoiseConfig
 from .weights import GeneratorCard
 
 MANIFEST = "manifest.json"
+#: Records of finished images, appended after every batch (O(1) per batch); the full
+#: manifest is rewritten at most every MANIFEST_INTERVAL_S seconds and at the end, when
+#: the journal is removed.  A resumed run reads both.
+JOURNAL = ".manifest.journal.jsonl"
+MANIFEST_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -227,11 +232,35 @@ def make_batches(entries: list[Entry], cfg: ProtectConfig) -> list[list[Entry]]:
 
 
 def load_manifest(path: Path) -> dict[str, dict[str, object]]:
-    """Records of a previous run by source path ({} if none or unreadable)."""
+    """Records of a previous run by source path, from the manifest and its journal.
+
+    Unreadable parts count as absent (those images are simply protected again); a
+    journal line cut short by a crash is ignored.
+    """
+    records: dict[str, dict[str, object]] = {}
     try:
-        return {r["source"]: r for r in json.loads(path.read_text())["images"]}
+        records = {r["source"]: r for r in json.loads(path.read_text())["images"]}
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        pass
+    try:
+        lines = (path.parent / JOURNAL).read_text().splitlines()
+    except (OSError, ValueError):
+        return records
+    for line in lines:
+        try:
+            record = json.loads(line)
+            records[record["source"]] = record
+        except (ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
+def append_journal(path: Path, records: list[dict[str, object]]) -> None:
+    """Append finished records to the journal beside the manifest, durably."""
+    with open(path.parent / JOURNAL, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_manifest(path: Path, header: dict[str, object], records: dict[str, dict[str, object]],
@@ -306,6 +335,8 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     protector = Protector(model, card, cfg, device)
     entries, summary.warnings = scan(entries, protector, cfg, failed)
     manifest_path = output_dir / MANIFEST
+    if cfg.overwrite:
+        (output_dir / JOURNAL).unlink(missing_ok=True)
     records = {} if cfg.overwrite else load_manifest(manifest_path)
     records = {k: v for k, v in records.items() if k in {e.rel for e in entries}}
 
@@ -320,6 +351,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     summary.skipped = len(entries) - pending_total
     progress(0, pending_total)
     written = 0
+    last_manifest = time.perf_counter()
     for batch in batches:
         todo = [e for e in batch if not done(e)]
         if not todo:
@@ -338,6 +370,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         x_u8 = torch.stack([_to_tensor(img) for img in images])
         labels = torch.tensor([e.label for e in keep])
         out, after = protector.protect(x_u8, labels, g)
+        finished = []
         for i, (e, img) in enumerate(zip(keep, images)):
             if e not in todo:
                 continue
@@ -345,11 +378,16 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
             write_png(output_dir / e.output_rel, pixels, img.alpha, img.icc,
                       img.exif if cfg.keep_exif else None)
             records[e.rel] = image_record(e, card, out[i], x_u8[i], after[i].item())
+            finished.append(records[e.rel])
             summary.processed += 1
             written += 1
-        write_manifest(manifest_path, header, records, summary.failed)
+        append_journal(manifest_path, finished)
+        if time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
+            write_manifest(manifest_path, header, records, summary.failed)
+            last_manifest = time.perf_counter()
         progress(written, pending_total)
     write_manifest(manifest_path, header, records, summary.failed)
+    (output_dir / JOURNAL).unlink(missing_ok=True)
     new = [records[e.rel] for e in entries if e.rel in records]
     summary.psnr = [r["psnr"] for r in new if r["psnr"] is not None]  # type: ignore[misc]
     summary.worst_linf = max((int(r["linf"]) for r in new), default=0)  # type: ignore[arg-type]
