@@ -92,6 +92,25 @@ def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path) 
                 "--test-per-class", "200", *CONDITIONS[cond], "--report", str(report), "--quiet")
 
 
+def targets(records: list[dict], clean: dict) -> list[str]:
+    """The issue's acceptance checks, each stated as met, missed, or not yet measured."""
+    ratio = {(r["method"], r["adv_radius"], r["defense"]): r["final_acc"] / clean[(r["adv_radius"], r["defense"])]["final_acc"]
+             for r in records if r["data"] == "protected" and (r["adv_radius"], r["defense"]) in clean}
+    lines = []
+    for label, key, limit in [("standard training", ("sem", 0.0, "none"), 0.20),
+                              ("adversarial training at 4/255", ("sem", 4.0, "none"), 0.55)]:
+        value = ratio.get(key)
+        verdict = "not measured" if value is None else f"{value:.2f}: " + ("met" if value <= limit else "MISSED")
+        lines.append(f"- SEM, {label}, ratio ≤ {limit:.2f}: {verdict}")
+    sem4 = ratio.get(("sem", 4.0, "none"))
+    for other in ("em", "rem"):
+        value = ratio.get((other, 4.0, "none"))
+        verdict = ("not measured" if sem4 is None or value is None else
+                   f"SEM {sem4:.2f} vs {other.upper()} {value:.2f}: " + ("met" if sem4 < value else "MISSED"))
+        lines.append(f"- SEM strictly better than {other.upper()} at 4/255: {verdict}")
+    return lines
+
+
 def summary() -> None:
     records, quality, timings, wall = [], {}, {}, {}
     for part in sorted(PARTS.glob("eval-*.json")):
@@ -122,6 +141,7 @@ def summary() -> None:
             "" if r["defense"] == "none" else f" + {r['defense']}")
         lines.append(f"| {cond} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
                      f"{r['final_acc']:.1f} ({r['best_acc']:.1f}) | {r['final_acc'] / c['final_acc']:.2f} |")
+    lines += ["", "Targets for the shipped SEM generator:", ""] + targets(records, clean)
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
     for name, t in timings.items():
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
