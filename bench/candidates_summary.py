@@ -1,0 +1,72 @@
+"""Collect the 2,000-image candidate comparisons (``bench/candidates.sh``) into one table.
+
+Writes ``results/candidates_2k.json`` and ``results/candidates_2k.md``: for every candidate,
+the final-epoch test accuracy of a quick victim trained on the protected 2k subset, under
+standard training and adversarial training at 4/255, as a ratio of the clean-trained
+victim's accuracy on the same subset (same seed and recipe).
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work" / "cand"
+RESULTS = HERE / "results"
+
+#: name -> (what it is, how it was made). The shipped generator with protect's defaults
+#: is "shipped"; its runs come from the ablation reports.
+CANDIDATES: dict[str, tuple[str, str]] = {
+    "shipped": ("shipped generator (SEM, w16, M=2400, K 5/2/5), protect defaults",
+                "see results/ablation_random_radius_2k.json"),
+    "s300": ("SEM generator w16, K 5/2/5, M=300 (the issue's calibration budget), protect defaults",
+             "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-s300/sem-s300.safetensors "
+             "--method sem --preset cpu --steps 300; bash bench/candidates.sh s300 --weights runs/cand-s300/sem-s300.safetensors"),
+    "rr8": ("shipped generator, protect with rho_r = 8/255 (EOT over a larger random perturbation)",
+            "bash bench/candidates.sh rr8 --random-radius 8"),
+    "k30": ("shipped generator, protect with K_u = 30 noise steps (3x the default)",
+            "bash bench/candidates.sh k30 --steps 30"),
+}
+
+
+def final(report: Path, name: str) -> float | None:
+    if not report.exists():
+        return None
+    runs = json.loads(report.read_text())["runs"]
+    return next(r["final_acc"] for r in runs if r.get("name") == name)
+
+
+def main() -> None:
+    ablation = json.loads((RESULTS / "ablation_random_radius_2k.json").read_text())
+    clean_std = next(r["final_acc"] for r in ablation["runs"] if r["data"] == "clean")
+    adv = ablation["adv4_same_2k_subset"]["runs"]
+    clean_adv = next(r["final_acc"] for r in adv if r["data"] == "clean")
+    rows = []
+    for name, (what, command) in CANDIDATES.items():
+        if name == "shipped":
+            std = next(r["final_acc"] for r in ablation["runs"] if r.get("name") == "rr4")
+            adv4 = next(r["final_acc"] for r in adv if r["data"] == "protected")
+        else:
+            std, adv4 = final(WORK / f"std-{name}.json", name), final(WORK / f"adv4-{name}.json", name)
+        rows.append(dict(name=name, what=what, command=command, standard=std, adv4=adv4,
+                         ratio_standard=None if std is None else round(std / clean_std, 2),
+                         ratio_adv4=None if adv4 is None else round(adv4 / clean_adv, 2)))
+    out = dict(subset="bench/work/ablation/clean-200 (2,000 CIFAR-10 training images), 2,000 test images",
+               victim="eval --preset quick (ConvNet w32, 10 epochs; adversarial: PGD-3 at 4/255), seed 0",
+               clean_standard=clean_std, clean_adv4=clean_adv, candidates=rows,
+               machine=f"{platform.platform()}, 2-core Intel Xeon @ 2.5 GHz VM")
+    (RESULTS / "candidates_2k.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = ["# Candidate generators and protect options on the 2k subset", "",
+             f"Victim: {out['victim']}. Clean-trained: {clean_std}% (standard), {clean_adv}% (adv 4/255).",
+             "Final-epoch accuracy of the victim trained on the protected subset; ratio = protected / clean.", "",
+             "| candidate | standard | ratio | adv 4/255 | ratio |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']}: {r['what']} | {r['standard']} | {r['ratio_standard']} "
+                     f"| {r['adv4']} | {r['ratio_adv4']} |")
+    (RESULTS / "candidates_2k.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
