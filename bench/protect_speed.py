@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -57,22 +58,25 @@ def generator_model() -> tuple[torch.nn.Module, GeneratorCard]:
     return card.build().to(memory_format=torch.channels_last).eval(), card
 
 
-CPU_SECONDS: list[float] = []   # process CPU seconds of the latest timed() call
-
-
-def timed(fn) -> float:
-    """Wall seconds of ``fn()``; its process CPU seconds go to CPU_SECONDS[-1].
+class Timing(NamedTuple):
+    """Wall and process-CPU seconds of one call.
 
     CPU seconds are immune to the VM taking the cores away (steal), which makes the
     wall-clock rate of short runs swing by up to 2x on this machine.
     """
+
+    wall: float
+    cpu: float
+
+
+def timed(fn) -> Timing:
+    """Wall and process-CPU seconds of ``fn()``."""
     start, cpu = time.perf_counter(), time.process_time()
     fn()
-    CPU_SECONDS.append(time.process_time() - cpu)
-    return time.perf_counter() - start
+    return Timing(time.perf_counter() - start, time.process_time() - cpu)
 
 
-def raw_pass(model: torch.nn.Module, n: int, reps: int) -> float:
+def raw_pass(model: torch.nn.Module, n: int, reps: int) -> Timing:
     """Seconds for ``reps`` forward+input-backward passes of n images."""
     x = torch.rand(n, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (n,))
@@ -117,7 +121,7 @@ def transform_overhead(n: int, reps: int) -> dict[str, float]:
     def kornia() -> None:
         for _ in range(reps):
             torch.autograd.grad(aug(x).sum(), x)
-    return {"ours_s": timed(ours) / reps, "kornia_s": timed(kornia) / reps}
+    return {"ours_s": timed(ours).wall / reps, "kornia_s": timed(kornia).wall / reps}
 
 
 def twelve_mp(weights: Path, tmp: Path) -> dict[str, float]:
@@ -182,18 +186,17 @@ def main() -> None:
         raw_pass(model, j * b, 1)  # warm-up
         def raw_chunks() -> tuple[float, float]:
             """(wall, CPU) seconds of one engine call's worth of raw passes."""
-            wall = sum(raw_pass(model, n, k) for n in sizes)
-            return wall, sum(CPU_SECONDS[-len(sizes):])
+            runs = [raw_pass(model, n, k) for n in sizes]
+            return sum(t.wall for t in runs), sum(t.cpu for t in runs)
 
         for rep in range(args.reps):
             raw_before = raw_chunks()
-            results["raw_b"].append(b * k * j / raw_pass(model, b, k * j))
-            results["engine"].append(b * k * j / timed(lambda: engine(x, y, torch.Generator().manual_seed(rep))))
-            results["official"].append(b * k * j / timed(lambda: official_style_step(model, x, y, noise_cfg)))
+            results["raw_b"].append(b * k * j / raw_pass(model, b, k * j).wall)
+            results["engine"].append(b * k * j / timed(lambda: engine(x, y, torch.Generator().manual_seed(rep))).wall)
+            results["official"].append(b * k * j / timed(lambda: official_style_step(model, x, y, noise_cfg)).wall)
             if CIFAR_TEST.exists():
                 out = tmp / f"out{rep}"
-                seconds = timed(lambda: protect_folder(subset, out, model, card, cfg, torch.device("cpu")))
-                protect_cpu = CPU_SECONDS[-1]
+                seconds, protect_cpu = timed(lambda: protect_folder(subset, out, model, card, cfg, torch.device("cpu")))
                 n = len(list(out.rglob("*.png")))
                 results["protect"].append(n * k * j / seconds)
                 results.setdefault("protect_images_per_s", []).append(n / seconds)
