@@ -30,25 +30,28 @@ CANDIDATES: dict[str, tuple[str, str]] = {
 }
 
 
-def final(report: Path, name: str) -> float | None:
-    if not report.exists():
-        return None
-    runs = json.loads(report.read_text())["runs"]
-    return next(r["final_acc"] for r in runs if r.get("name") == name)
+def final_acc(runs: list[dict], field: str, value: str) -> float:
+    """Final-epoch accuracy of the run whose ``field`` equals ``value``."""
+    return next(r["final_acc"] for r in runs if r.get(field) == value)
+
+
+def report_runs(report: Path) -> list[dict] | None:
+    """The runs of an eval report, or None when the candidate has not been run yet."""
+    return json.loads(report.read_text())["runs"] if report.exists() else None
 
 
 def main() -> None:
     ablation = json.loads((RESULTS / "ablation_random_radius_2k.json").read_text())
-    clean_std = next(r["final_acc"] for r in ablation["runs"] if r["data"] == "clean")
     adv = ablation["adv4_same_2k_subset"]["runs"]
-    clean_adv = next(r["final_acc"] for r in adv if r["data"] == "clean")
+    clean_std, clean_adv = final_acc(ablation["runs"], "data", "clean"), final_acc(adv, "data", "clean")
     rows = []
     for name, (what, command) in CANDIDATES.items():
-        if name == "shipped":
-            std = next(r["final_acc"] for r in ablation["runs"] if r.get("name") == "rr4")
-            adv4 = next(r["final_acc"] for r in adv if r["data"] == "protected")
+        if name == "shipped":   # the shipped generator's runs are in the ablation report
+            std, adv4 = final_acc(ablation["runs"], "name", "rr4"), final_acc(adv, "data", "protected")
         else:
-            std, adv4 = final(WORK / f"std-{name}.json", name), final(WORK / f"adv4-{name}.json", name)
+            std_runs, adv_runs = (report_runs(WORK / f"{kind}-{name}.json") for kind in ("std", "adv4"))
+            std = final_acc(std_runs, "name", name) if std_runs else None
+            adv4 = final_acc(adv_runs, "name", name) if adv_runs else None
         rows.append(dict(name=name, what=what, command=command, standard=std, adv4=adv4,
                          ratio_standard=None if std is None else round(std / clean_std, 2),
                          ratio_adv4=None if adv4 is None else round(adv4 / clean_adv, 2)))

@@ -15,26 +15,20 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from unlearnable_cli.evaluate import load_pairs
 
 OUT = Path(__file__).resolve().parent / "results" / "noise_separability.json"
 TRAIN, STEPS, LR, SEED = 1500, 300, 0.01, 0   # split size, Adam steps on the full batch, step size, seed
+IMAGE_SIZE = 32                               # CIFAR-10: pairs are loaded at their own size
 
 
 def noise_matrix(clean: Path, protected: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 3·H·W) noises in [0, 1] units and their class indices, pairing files by stem."""
-    rows, labels = [], []
-    classes = sorted(p.name for p in clean.iterdir() if p.is_dir())
-    for ci, c in enumerate(classes):
-        for f in sorted((clean / c).iterdir()):
-            a = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32)
-            b = np.asarray(Image.open(protected / c / f"{f.stem}.png").convert("RGB"), dtype=np.float32)
-            rows.append((b - a).ravel() / 255)
-            labels.append(ci)
-    return torch.from_numpy(np.stack(rows)), torch.tensor(labels)
+    """(N, 3·H·W) noises in [0, 1] units and their class indices, paired as ``eval`` pairs them."""
+    clean_u8, prot_u8, labels, _, _ = load_pairs(clean, protected, IMAGE_SIZE, allow_missing=False)
+    return (prot_u8.float() - clean_u8.float()).flatten(1) / 255, labels
 
 
 def linear_accuracy(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -184,10 +184,10 @@ def main() -> None:
                 for f in sorted(d.iterdir())[:per]:
                     (subset / d.name / f.name).symlink_to(f)
         raw_pass(model, j * b, 1)  # warm-up
-        def raw_chunks() -> tuple[float, float]:
-            """(wall, CPU) seconds of one engine call's worth of raw passes."""
+        def raw_chunks() -> Timing:
+            """Seconds of one engine call's worth of raw passes."""
             runs = [raw_pass(model, n, k) for n in sizes]
-            return sum(t.wall for t in runs), sum(t.cpu for t in runs)
+            return Timing(sum(t.wall for t in runs), sum(t.cpu for t in runs))
 
         for rep in range(args.reps):
             raw_before = raw_chunks()
@@ -202,8 +202,8 @@ def main() -> None:
                 results.setdefault("protect_images_per_s", []).append(n / seconds)
             # raw measured before and after the long runs, so it spans the same time window
             raw_after = raw_chunks()
-            results["raw_chunks"].append(2 * j * b * k / (raw_before[0] + raw_after[0]))
-            cpu_rates.setdefault("raw_chunks", []).append(2 * j * b * k / (raw_before[1] + raw_after[1]))
+            results["raw_chunks"].append(2 * j * b * k / (raw_before.wall + raw_after.wall))
+            cpu_rates.setdefault("raw_chunks", []).append(2 * j * b * k / (raw_before.cpu + raw_after.cpu))
             if CIFAR_TEST.exists():
                 cpu_rates.setdefault("protect", []).append(n * k * j / protect_cpu)
             print(rep, {key: round(v[-1], 1) for key, v in results.items() if v}, flush=True)
