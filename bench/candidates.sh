@@ -15,7 +15,7 @@ set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NAME=$1; shift
 WORK=$ROOT/bench/work/cand
-mkdir -p "$WORK" && cd "$WORK"
+mkdir -p "$WORK"   # outputs go there; relative paths in the options stay relative to the caller
 U="nice -n 5 ${UNLEARNABLE:-unlearnable}"   # set UNLEARNABLE to use another install
 T=$ROOT/../shared/data/cifar10/test
 C=$ROOT/bench/work/ablation/clean-200
@@ -26,8 +26,8 @@ if [ ! -d "$C" ]; then   # the first 200 images (sorted names) of every class, a
     done
 fi
 echo "start $NAME $(date +%s)"
-$U protect "$C" -o "prot-$NAME" --quiet "$@"; echo "protect $NAME $(date +%s)"
-$U eval --preset quick --clean "$C" --protected "$NAME=prot-$NAME" --test "$T" --test-per-class 200 \
-    --runs protected --report "std-$NAME.json" --quiet; echo "std $NAME $(date +%s)"
-$U eval --preset quick --clean "$C" --protected "$NAME=prot-$NAME" --test "$T" --test-per-class 200 \
-    --runs protected --adv-radius 4 --report "adv4-$NAME.json" --quiet; echo "adv4 $NAME $(date +%s)"
+$U protect "$C" -o "$WORK/prot-$NAME" --quiet "$@"; echo "protect $NAME $(date +%s)"
+$U eval --preset quick --clean "$C" --protected "$NAME=$WORK/prot-$NAME" --test "$T" --test-per-class 200 \
+    --runs protected --report "$WORK/std-$NAME.json" --quiet; echo "std $NAME $(date +%s)"
+$U eval --preset quick --clean "$C" --protected "$NAME=$WORK/prot-$NAME" --test "$T" --test-per-class 200 \
+    --runs protected --adv-radius 4 --report "$WORK/adv4-$NAME.json" --quiet; echo "adv4 $NAME $(date +%s)"
