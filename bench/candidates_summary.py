@@ -32,6 +32,19 @@ CANDIDATES: dict[str, tuple[str, str]] = {
               "unlearnable train-generator ../shared/data/cifar10/train -o runs/rem-s73/rem-s73.safetensors "
               "--method rem --preset cpu --steps 73; "
               "bash bench/candidates.sh rem73 --weights runs/rem-s73/rem-s73.safetensors --eot-samples 1"),
+    # cpu-preset alternatives at s300's budget (session 6).
+    "k10j1": ("SEM generator w16, K_u 10 / J 1 / K_a 5 (same 16 passes per step), M=300, protect defaults",
+              "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-k10j1/sem-k10j1.safetensors "
+              "--method sem --preset cpu --steps 300 --noise-steps 10 --eot-samples 1; "
+              "bash bench/candidates.sh k10j1 --weights runs/cand-k10j1/sem-k10j1.safetensors"),
+    "w32": ("SEM generator width 32, K 5/2/5, M=86 (about s300's time: ~3x the cost per step), protect defaults",
+            "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-w32/sem-w32.safetensors "
+            "--method sem --preset cpu --width 32 --steps 86; "
+            "bash bench/candidates.sh w32 --weights runs/cand-w32/sem-w32.safetensors"),
+    "ra8": ("SEM generator w16, K 5/2/5, M=300, adversarial radius rho_a 8/255 (step 1.6), rho_r 4/255",
+            "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-ra8/sem-ra8.safetensors "
+            "--method sem --preset cpu --steps 300 --adv-radius 8 --adv-step-size 1.6 --random-radius 4; "
+            "bash bench/candidates.sh ra8 --weights runs/cand-ra8/sem-ra8.safetensors --random-radius 4"),
     "em15": ("EM generator w16 trained on this 2k subset (EM's recipe, K_u 20); "
              "stopped on its 99% condition after 6 rounds, under s300's budget",
              "unlearnable train-generator ../shared/data/cifar10/train -o runs/em-r15/em-r15.safetensors "
