@@ -16,13 +16,14 @@ WORK = HERE / "work" / "cand"
 RESULTS = HERE / "results"
 
 #: name -> (what it is, how it was made). The shipped generator with protect's defaults
-#: is "shipped"; its runs come from the ablation reports.
+#: is "shipped"; its runs come from the ablation reports. Commands spell out the K's
+#: (--noise-steps, --eot-samples) because the cpu preset's K's changed in session 6.
 CANDIDATES: dict[str, tuple[str, str]] = {
     "shipped": ("shipped generator (SEM, w16, M=2400, K 5/2/5), protect defaults",
                 "see results/ablation_random_radius_2k.json"),
     "s300": ("SEM generator w16, K 5/2/5, M=300 (the issue's calibration budget), protect defaults",
              "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-s300/sem-s300.safetensors "
-             "--method sem --preset cpu --steps 300; bash bench/candidates.sh s300 --weights runs/cand-s300/sem-s300.safetensors"),
+             "--method sem --preset cpu --steps 300 --noise-steps 5 --eot-samples 2; bash bench/candidates.sh s300 --weights runs/cand-s300/sem-s300.safetensors"),
     "rr8": ("shipped generator, protect with rho_r = 8/255 (EOT over a larger random perturbation)",
             "bash bench/candidates.sh rr8 --random-radius 8"),
     "k30": ("shipped generator, protect with K_u = 30 noise steps (3x the default)",
@@ -30,7 +31,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     # Baselines at s300's budget (300 steps x 16 passes = 4,800 forward+backward passes at batch 128).
     "rem73": ("REM generator w16, K 5/2/5, M=73 (s300's budget in passes), protect with J = 1",
               "unlearnable train-generator ../shared/data/cifar10/train -o runs/rem-s73/rem-s73.safetensors "
-              "--method rem --preset cpu --steps 73; "
+              "--method rem --preset cpu --steps 73 --noise-steps 5 --eot-samples 2; "
               "bash bench/candidates.sh rem73 --weights runs/rem-s73/rem-s73.safetensors --eot-samples 1"),
     # cpu-preset alternatives at s300's budget (session 6).
     "k10j1": ("SEM generator w16, K_u 10 / J 1 / K_a 5 (same 16 passes per step), M=300, protect defaults",
@@ -39,16 +40,16 @@ CANDIDATES: dict[str, tuple[str, str]] = {
               "bash bench/candidates.sh k10j1 --weights runs/cand-k10j1/sem-k10j1.safetensors"),
     "w32": ("SEM generator width 32, K 5/2/5, M=86 (about s300's time: ~3x the cost per step), protect defaults",
             "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-w32/sem-w32.safetensors "
-            "--method sem --preset cpu --width 32 --steps 86; "
+            "--method sem --preset cpu --width 32 --steps 86 --noise-steps 5 --eot-samples 2; "
             "bash bench/candidates.sh w32 --weights runs/cand-w32/sem-w32.safetensors"),
     "ra8": ("SEM generator w16, K 5/2/5, M=300, adversarial radius rho_a 8/255 (step 1.6), rho_r 4/255",
             "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-ra8/sem-ra8.safetensors "
-            "--method sem --preset cpu --steps 300 --adv-radius 8 --adv-step-size 1.6 --random-radius 4; "
+            "--method sem --preset cpu --steps 300 --noise-steps 5 --eot-samples 2 --adv-radius 8 --adv-step-size 1.6 --random-radius 4; "
             "bash bench/candidates.sh ra8 --weights runs/cand-ra8/sem-ra8.safetensors --random-radius 4"),
     "em15": ("EM generator w16 trained on this 2k subset (EM's recipe, K_u 20); "
              "stopped on its 99% condition after 6 rounds, under s300's budget",
              "unlearnable train-generator ../shared/data/cifar10/train -o runs/em-r15/em-r15.safetensors "
-             "--method em --preset cpu --per-class 200 --steps 150; "
+             "--method em --preset cpu --per-class 200 --steps 150 --eot-samples 2; "
              "bash bench/candidates.sh em15 --weights runs/em-r15/em-r15.safetensors"),
 }
 
