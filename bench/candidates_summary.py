@@ -51,12 +51,17 @@ CANDIDATES: dict[str, tuple[str, str]] = {
              "unlearnable train-generator ../shared/data/cifar10/train -o runs/em-r15/em-r15.safetensors "
              "--method em --preset cpu --per-class 200 --steps 150 --eot-samples 2; "
              "bash bench/candidates.sh em15 --weights runs/em-r15/em-r15.safetensors"),
+    # The current cpu preset at full length (session 7).
+    "cpu2100": ("SEM generator of the current cpu preset (w16, K_u 10 / J 1 / K_a 5, M=2100), protect defaults",
+                "unlearnable train-generator ../shared/data/cifar10/train "
+                "-o runs/sem-cpu-k10j1/sem-resnet18w16-cifar10.safetensors --method sem --preset cpu; "
+                "bash bench/candidates.sh cpu2100 --weights runs/sem-cpu-k10j1/sem-resnet18w16-cifar10.safetensors"),
 }
 
 
-def final_acc(runs: list[dict], field: str, value: str) -> float:
-    """Final-epoch accuracy of the run whose ``field`` equals ``value``."""
-    return next(r["final_acc"] for r in runs if r.get(field) == value)
+def final_acc(runs: list[dict], field: str, value: str, key: str = "final_acc") -> float:
+    """Final-epoch (or, with ``key="best_acc"``, best-epoch) accuracy of the run whose ``field`` equals ``value``."""
+    return next(r[key] for r in runs if r.get(field) == value)
 
 
 def report_runs(report: Path) -> list[dict] | None:
@@ -76,26 +81,32 @@ def main() -> None:
     for name, (what, command) in CANDIDATES.items():
         if name == "shipped":   # the shipped generator's runs are in the ablation report
             std, adv4 = final_acc(ablation["runs"], "name", "rr4"), final_acc(adv, "data", "protected")
+            best = final_acc(ablation["runs"], "name", "rr4", "best_acc")
         else:
             std_runs, adv_runs = (report_runs(WORK / f"{kind}-{name}.json") for kind in ("std", "adv4"))
             std = final_acc(std_runs, "name", name) if std_runs else None
+            best = final_acc(std_runs, "name", name, "best_acc") if std_runs else None
             adv4 = final_acc(adv_runs, "name", name) if adv_runs else None
             if std_runs is None and adv_runs is None and name in recorded:
                 std, adv4 = recorded[name]["standard"], recorded[name]["adv4"]
-        rows.append(dict(name=name, what=what, command=command, standard=std, adv4=adv4,
+                best = recorded[name].get("best_standard")
+        rows.append(dict(name=name, what=what, command=command, standard=std, best_standard=best, adv4=adv4,
                          ratio_standard=None if std is None else round(std / clean_std, 2),
                          ratio_adv4=None if adv4 is None else round(adv4 / clean_adv, 2)))
     out = dict(subset="bench/work/ablation/clean-200 (2,000 CIFAR-10 training images), 2,000 test images",
                victim="eval --preset quick (ConvNet w32, 10 epochs; adversarial: PGD-3 at 4/255), seed 0",
                clean_standard=clean_std, clean_adv4=clean_adv, candidates=rows,
-               machine=f"{platform.platform()}, 2-core Intel Xeon @ 2.5 GHz VM")
+               machine=f"{platform.platform()} (summary); the candidates ran on 2-core VMs without GPU "
+                       "across sessions 4-7 (see bench/README.md)")
     (RESULTS / "candidates_2k.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Candidate generators and protect options on the 2k subset", "",
              f"Victim: {out['victim']}. Clean-trained: {clean_std}% (standard), {clean_adv}% (adv 4/255).",
              "Final-epoch accuracy of the victim trained on the protected subset; ratio = protected / clean.", "",
-             "| candidate | standard | ratio | adv 4/255 | ratio |", "|---|---|---|---|---|"]
+             "Best epoch (standard training) is what an early-stopping attacker gets; '—' where not recorded.", "",
+             "| candidate | standard | ratio | best epoch | adv 4/255 | ratio |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']}: {r['what']} | {r['standard']} | {r['ratio_standard']} "
+        best = "—" if r["best_standard"] is None else r["best_standard"]
+        lines.append(f"| {r['name']}: {r['what']} | {r['standard']} | {r['ratio_standard']} | {best} "
                      f"| {r['adv4']} | {r['ratio_adv4']} |")
     (RESULTS / "candidates_2k.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnable_cli.labels import assign_groups, assign_labels
+from unlearnable_cli.labels import LabelError, assign_groups, assign_labels
 
 CLASSES = ["a", "b", "c", "d"]
 
@@ -42,5 +42,15 @@ def test_predict_and_fixed_class_and_bad_mode():
     probs = torch.tensor([[0.1, 0.7, 0.1, 0.1], [0.0, 0.0, 0.2, 0.8]])
     assert assign_labels("predict", probs, ["x", "x"], CLASSES).labels == [1, 3]
     assert assign_labels("c", probs, ["x", "y"], CLASSES).labels == [2, 2]
-    with pytest.raises(ValueError, match="not 'folders', 'predict' or a class"):
+    with pytest.raises(ValueError, match="not .folders., .names., .predict. or a class"):
         assign_labels("zebra", probs, ["x", "y"], CLASSES)
+
+
+def test_names_mode_uses_folder_names_and_rejects_unknown_folders():
+    probs = torch.tensor([[0.9, 0.1, 0, 0], [0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0]])
+    # folders mode would give "sub/d" class a (it is the likelier one); names mode follows the name
+    assert assign_labels("names", probs, ["sub/d", "sub/d", "b"], CLASSES).labels == [3, 3, 1]
+    with pytest.raises(LabelError, match="'zebra'.*not named after a class"):
+        assign_labels("names", probs, ["a", "zebra", "b"], CLASSES)
+    with pytest.raises(LabelError, match="top folder"):
+        assign_labels("names", probs, [".", "a", "b"], CLASSES)

@@ -15,7 +15,7 @@ from unlearnable_cli import imageio, weights
 from unlearnable_cli.cli import app
 from unlearnable_cli.imageio import read_image
 
-from conftest import BAD_FILES, save, small
+from conftest import BAD_FILES, CLASSES, save, small
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
@@ -100,6 +100,17 @@ def test_keep_exif_and_labels_options(tmp_path: Path, tiny_weights: Path):
     assert len(json.loads((out2 / "manifest.json").read_text())["images"]) == 2
 
 
+def test_names_labels_follow_folder_names(tmp_path: Path, tiny_weights: Path):
+    src = tmp_path / "in"
+    for name in CLASSES:
+        save(small("coffee", 16), src / name / "x.png")
+    out = tmp_path / "out"
+    result = run("protect", src, "-o", out, "--weights", tiny_weights, "--labels", "names", *FAST)
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "manifest.json").read_text())["images"]
+    assert {r["source"].split("/")[0]: r["class"] for r in records} == {c: c for c in CLASSES}
+
+
 def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_weights: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
     src = tmp_path / "in"
@@ -166,6 +177,8 @@ def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--radius", "0"], "--radius"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--batch-size", "0"], "--batch-size"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--labels", "zebra"], "zebra"),
+    (lambda p: save(small("coffee", 16), p / "zebra" / "a.png"), ["--labels", "names"],
+     "folder(s) 'zebra' are not named after a class"),
 ])
 def test_clear_errors_before_any_work(tmp_path: Path, tiny_weights: Path, setup, extra, message):
     src = tmp_path / "in"

@@ -150,7 +150,7 @@ def protect(
     step_size: Annotated[Optional[float], typer.Option(help="α_u in levels (default radius/5).")] = None,
     eot_samples: Annotated[Optional[int], typer.Option(help="J: random transformations averaged per step (default 5).")] = None,
     random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in levels (default: the generator's ρ_a).")] = None,
-    labels: Annotated[str, typer.Option(help="folders | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
+    labels: Annotated[str, typer.Option(help="folders | names | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
     batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
     device: DeviceOpt = Device.AUTO,
     seed: Annotated[int, typer.Option(help="Same seed, options and device give the same bytes.")] = 0,

@@ -9,6 +9,11 @@ image needs one.  Modes:
   mean predicted probability of each group for its class.  With more groups than
   classes the assignment is repeated on the remaining groups, so classes are reused
   (a warning says so).
+- ``names``: a folder named like a generator class gets that class (a data set laid
+  out by class, such as CIFAR-10 for a CIFAR-10 generator); a folder whose name is not
+  a class is an error.  ``folders`` may pick another bijection when the generator is
+  weak on clean images, which protects just as consistently but is not the paper's
+  setting (noise towards the true label).
 - ``predict``: each image gets the generator's own argmax class.
 - a class name: every image gets that class.
 """
@@ -16,13 +21,19 @@ image needs one.  Modes:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
 FOLDERS = "folders"
+NAMES = "names"
 PREDICT = "predict"
+
+
+class LabelError(ValueError):
+    """Images cannot be given classes as asked (``--labels names`` with a folder that is not a class)."""
 
 
 @dataclass
@@ -35,8 +46,8 @@ class LabelAssignment:
 
 def validate_mode(mode: str, class_names: list[str]) -> None:
     """Raise ``ValueError`` for a mode that is neither a keyword nor a class of the generator."""
-    if mode not in (FOLDERS, PREDICT) and mode not in class_names:
-        raise ValueError(f"--labels {mode!r} is not 'folders', 'predict' or a class of the generator "
+    if mode not in (FOLDERS, NAMES, PREDICT) and mode not in class_names:
+        raise ValueError(f"--labels {mode!r} is not 'folders', 'names', 'predict' or a class of the generator "
                          f"({', '.join(class_names)})")
 
 
@@ -57,12 +68,25 @@ def assign_groups(group_probs: np.ndarray) -> tuple[list[int], bool]:
     return result, n_groups > n_classes
 
 
+def classes_by_name(groups: list[str], class_names: list[str]) -> list[int]:
+    """The class whose name is each group's folder name; :class:`LabelError` names the folders that are none."""
+    leaf = {g: PurePosixPath(g).name for g in set(groups)}
+    unknown = sorted(g for g, name in leaf.items() if name not in class_names)
+    if unknown:
+        shown = ", ".join(repr(g if g != "." else "(top folder)") for g in unknown[:5])
+        raise LabelError(f"--labels names: folder(s) {shown}{' ...' if len(unknown) > 5 else ''} "
+                         f"are not named after a class of the generator ({', '.join(class_names)})")
+    return [class_names.index(leaf[g]) for g in groups]
+
+
 def assign_labels(mode: str, probs: torch.Tensor, groups: list[str],
                   class_names: list[str]) -> LabelAssignment:
     """Labels for N images given their generator probabilities ``probs`` (N, K) and group keys."""
     validate_mode(mode, class_names)
     if mode == PREDICT:
         return LabelAssignment(probs.argmax(1).tolist())
+    if mode == NAMES:
+        return LabelAssignment(classes_by_name(groups, class_names))
     if mode != FOLDERS:
         return LabelAssignment([class_names.index(mode)] * len(groups))
     keys = sorted(set(groups))

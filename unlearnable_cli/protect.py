@@ -335,7 +335,10 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         on_error(rel, reason)
 
     protector = Protector(model, card, cfg, device)
-    entries, summary.warnings = scan(entries, protector, cfg, failed)
+    try:
+        entries, summary.warnings = scan(entries, protector, cfg, failed)
+    except labelling.LabelError as e:    # --labels names: a folder that is not a class
+        raise ConfigError(f"{input_dir}: {e}") from e
     manifest_path = output_dir / MANIFEST
     if cfg.overwrite:
         (output_dir / JOURNAL).unlink(missing_ok=True)
