@@ -19,7 +19,7 @@ RESULTS = HERE / "results"
 #: is "shipped"; its runs come from the ablation reports. Commands spell out the K's
 #: (--noise-steps, --eot-samples) because the cpu preset's K's changed in session 6.
 CANDIDATES: dict[str, tuple[str, str]] = {
-    "shipped": ("shipped generator (SEM, w16, M=2400, K 5/2/5), protect defaults",
+    "shipped": ("generator shipped until session 7 (SEM, w16, M=2400, K 5/2/5), protect defaults",
                 "see results/ablation_random_radius_2k.json"),
     "s300": ("SEM generator w16, K 5/2/5, M=300 (the issue's calibration budget), protect defaults",
              "unlearnable train-generator ../shared/data/cifar10/train -o runs/cand-s300/sem-s300.safetensors "

@@ -328,6 +328,11 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
                           "jpg, jpeg, png, webp, bmp, tif, tiff, gif)")
     rels = [f.relative_to(input_dir).as_posix() for f in files]
     entries = [Entry(f, r, o) for f, r, o in zip(files, rels, output_names(rels))]
+    if cfg.labels == labelling.NAMES:     # folder names are known before any image is decoded
+        try:
+            labelling.classes_by_name([e.group for e in entries], card.class_names)
+        except labelling.LabelError as e:
+            raise ConfigError(f"{input_dir}: {e}") from e
     summary = ProtectSummary(output_dir)
 
     def failed(rel: str, reason: str) -> None:
@@ -335,10 +340,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         on_error(rel, reason)
 
     protector = Protector(model, card, cfg, device)
-    try:
-        entries, summary.warnings = scan(entries, protector, cfg, failed)
-    except labelling.LabelError as e:    # --labels names: a folder that is not a class
-        raise ConfigError(f"{input_dir}: {e}") from e
+    entries, summary.warnings = scan(entries, protector, cfg, failed)
     manifest_path = output_dir / MANIFEST
     if cfg.overwrite:
         (output_dir / JOURNAL).unlink(missing_ok=True)
