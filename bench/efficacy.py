@@ -60,12 +60,14 @@ def make_subset(work: Path, per_class: int) -> Path:
 
 
 def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]) -> Path:
-    """Protect the subset (resumes and skips finished images); log each call's wall time."""
+    """Protect the subset (resumes and skips finished images); log each call's wall time.
+    A call that starts from an empty output folder starts a fresh log (a redo, not a resume)."""
     out = work / f"protected-{name}"
+    resumed = (out / "manifest.json").exists()
     seconds = cli("protect", str(subset), "-o", str(out), "--weights", str(weights), "--quiet", *extra)
     images = json.loads((out / "manifest.json").read_text())["images"]
     timing = PARTS / f"protect-{name}.json"
-    calls = json.loads(timing.read_text())["calls"] if timing.exists() else []
+    calls = json.loads(timing.read_text())["calls"] if timing.exists() and resumed else []
     calls.append({"seconds": round(seconds, 1), "images_done": len(images)})
     PARTS.mkdir(parents=True, exist_ok=True)
     timing.write_text(json.dumps({
@@ -76,20 +78,21 @@ def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]
     return out
 
 
-def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path) -> None:
+def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path, seed: int) -> None:
     """One eval call per (condition, victim): "clean" trains the clean baseline once
     (`--runs clean`), each generator name its protected victim (`--runs protected`);
-    same seed and recipe, so the runs compare exactly and finished parts are reused."""
+    same seed and recipe, so the runs compare exactly and finished parts are reused.
+    Victim seed 0 is the main benchmark; other seeds measure the spread between victims."""
     for cond in conditions:
         for name in names:
-            report = PARTS / f"eval-{cond}-{name}.json"
+            report = PARTS / f"eval-{cond}-{name}{'' if seed == 0 else f'-s{seed}'}.json"
             if report.exists():
                 print(f"cached: {report}")
                 continue
             which = (["--runs", "clean"] if name == "clean" else
                      ["--runs", "protected", f"--protected={name}={work / f'protected-{name}'}"])
             cli("eval", "--preset", "quick", "--clean", str(subset), *which, "--test", str(CIFAR / "test"),
-                "--test-per-class", "200", *CONDITIONS[cond], "--report", str(report), "--quiet")
+                "--test-per-class", "200", *CONDITIONS[cond], "--seed", str(seed), "--report", str(report), "--quiet")
 
 
 def targets(records: list[dict], clean: dict) -> list[str]:
@@ -111,6 +114,43 @@ def targets(records: list[dict], clean: dict) -> list[str]:
     return lines
 
 
+def condition(r: dict) -> str:
+    """Table label of a run's training condition."""
+    return ("standard" if not r["adv_radius"] else f"adv {r['adv_radius']:g}/255") + (
+        "" if r["defense"] == "none" else f" + {r['defense']}")
+
+
+def seed_spread(records: list[dict]) -> list[str]:
+    """Ratios per victim seed where more than one seed was run (each seed against its own clean
+    victim), and whether SEM beats EM and REM at every seed: is a difference more than seed noise?"""
+    clean = {(r["adv_radius"], r["defense"], r["seed"]): r["final_acc"] for r in records if r["data"] == "clean"}
+    ratios: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        key = (r["adv_radius"], r["defense"], r["seed"])
+        if r["data"] == "protected" and key in clean:
+            ratios.setdefault((condition(r), r["method"]), {})[r["seed"]] = r["final_acc"] / clean[key]
+    seeds = sorted({s for by_seed in ratios.values() for s in by_seed})
+    if len(seeds) < 2:
+        return []
+    lines = ["", "Victim-seed spread (ratio per seed, each against the clean victim of the same seed):", "",
+             "| condition | method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+             "|---|---|" + "---|" * (len(seeds) + 1)]
+    for (cond, method), by_seed in ratios.items():
+        if len(by_seed) < 2:
+            continue
+        cells = [f"{by_seed[s]:.2f}" if s in by_seed else "—" for s in seeds]
+        lines.append(f"| {cond} | {method} | " + " | ".join(cells) + f" | {sum(by_seed.values()) / len(by_seed):.2f} |")
+    sem = ratios.get(("adv 4/255", "sem"), {})
+    for other in ("em", "rem"):
+        theirs = ratios.get(("adv 4/255", other), {})
+        both = sorted(set(sem) & set(theirs))
+        if both:
+            wins = [s for s in both if sem[s] < theirs[s]]
+            lines.append(f"- SEM below {other.upper()} at 4/255 at {len(wins)} of {len(both)} victim seeds "
+                         f"({', '.join(f'seed {s}: {sem[s]:.2f} vs {theirs[s]:.2f}' for s in both)})")
+    return lines
+
+
 def summary() -> None:
     records, quality, timings, wall = [], {}, {}, {}
     for part in sorted(PARTS.glob("eval-*.json")):
@@ -118,30 +158,31 @@ def summary() -> None:
         wall[part.stem] = data["seconds"]
         quality.update(data["imperceptibility"])
         for run in data["runs"]:
-            records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=part.stem))
+            records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=part.stem,
+                                seed=data["settings"]["victim"]["seed"]))
     for part in sorted(PARTS.glob("protect-*.json")):
         timings[part.stem.removeprefix("protect-")] = json.loads(part.read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
            "commit": commit, "protect": timings, "imperceptibility": quality, "eval_wall_seconds": wall, "runs": records}
     (RESULTS / "efficacy.json").write_text(json.dumps(out, indent=1))
-    clean = {(r["adv_radius"], r["defense"]): r for r in records if r["data"] == "clean"}
     order = {c: i for i, c in enumerate(CONDITIONS)}
-    records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"]))
+    records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"], r["seed"]))
+    main_runs = [r for r in records if r["seed"] == 0]
+    clean = {(r["adv_radius"], r["defense"]): r for r in main_runs if r["data"] == "clean"}
     lines = ["# Efficacy benchmark", "",
              f"Machine: {out['machine']['platform']}, {out['machine']['cpus']} CPUs. Commit {commit}.", "",
              "Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
-             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch.", "",
+             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch. Victim seed 0.", "",
              "| condition | method | clean | protected | ratio |", "|---|---|---|---|---|"]
-    for r in records:
+    for r in main_runs:
         c = clean.get((r["adv_radius"], r["defense"]))
         if r["data"] != "protected" or c is None:
             continue
-        cond = ("standard" if not r["adv_radius"] else f"adv {r['adv_radius']:g}/255") + (
-            "" if r["defense"] == "none" else f" + {r['defense']}")
-        lines.append(f"| {cond} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
+        lines.append(f"| {condition(r)} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
                      f"{r['final_acc']:.1f} ({r['best_acc']:.1f}) | {r['final_acc'] / c['final_acc']:.2f} |")
-    lines += ["", "Targets for the shipped SEM generator:", ""] + targets(records, clean)
+    lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
+    lines += seed_spread(records)
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
     for name, t in timings.items():
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
@@ -160,6 +201,7 @@ def main() -> None:
     ap.add_argument("--stage", choices=("all", "protect", "eval", "summary"), default="all")
     ap.add_argument("--conditions", default=",".join(CONDITIONS),
                     help=f"comma-separated, from {', '.join(CONDITIONS)}")
+    ap.add_argument("--seed", type=int, default=0, help="victim seed (0: the main table; others: the spread)")
     ap.add_argument("--victims", default=None,
                     help="comma-separated victims to train: clean and/or generator names (default: all)")
     args = ap.parse_args()
@@ -176,7 +218,7 @@ def main() -> None:
             protect(name, Path(weights), subset, args.work, extra.get(name, []))
     if args.stage in ("all", "eval"):
         victims = args.victims.split(",") if args.victims else ["clean", *gens]
-        evaluate(victims, conditions, subset, args.work)
+        evaluate(victims, conditions, subset, args.work, args.seed)
     summary()
 
 
