@@ -157,3 +157,32 @@ def test_clear_errors(tmp_path, dataset):
     assert "must end in .safetensors" in cli(dataset, tmp_path / "g.pt").output
     assert "unknown --arch" in cli(dataset, tmp_path / "g.safetensors", "--arch", "vgg99").output
     assert "--steps must be at least 1" in cli(dataset, tmp_path / "g.safetensors", "--steps", "0").output
+
+
+def test_init_starts_from_a_generator_and_refuses_a_mismatched_one(dataset, tmp_path):
+    base = tmp_path / "base.safetensors"
+    result = runner.invoke(app, ["train-generator", str(dataset), "-o", str(base), *TINY])
+    assert result.exit_code == 0, result.output
+    start, _ = load_generator(base)
+    # A tiny learning rate keeps the fine-tuned weights next to the initial ones; a fresh
+    # run of the same options does not start there.
+    tuned = tmp_path / "tuned.safetensors"
+    result = runner.invoke(app, ["train-generator", str(dataset), "-o", str(tuned), *TINY,
+                                 "--init", str(base), "--lr", "1e-6", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    fresh = tmp_path / "fresh.safetensors"
+    assert runner.invoke(app, ["train-generator", str(dataset), "-o", str(fresh), *TINY,
+                               "--lr", "1e-6", "--seed", "1"]).exit_code == 0
+    a, card = load_generator(tuned)
+    b, _ = load_generator(fresh)
+    conv = "features.0.0.weight"
+    assert torch.allclose(a.state_dict()[conv], start.state_dict()[conv], atol=1e-3)
+    assert not torch.allclose(b.state_dict()[conv], start.state_dict()[conv], atol=1e-3)
+    assert card.provenance["init"]["path"] == str(base) and len(card.provenance["init"]["sha256"]) == 64
+    assert card.hyperparameters["init"] == str(base)
+    wider = runner.invoke(app, ["train-generator", str(dataset), "-o", str(tmp_path / "w.safetensors"),
+                                *TINY, "--width", "8", "--init", str(base)])
+    assert wider.exit_code == 1 and "base.safetensors" in wider.output and "needs convnet {'width': 8}" in wider.output
+    missing = runner.invoke(app, ["train-generator", str(dataset), "-o", str(tmp_path / "m.safetensors"),
+                                  *TINY, "--init", str(tmp_path / "none.safetensors")])
+    assert missing.exit_code == 1 and "none.safetensors" in missing.output

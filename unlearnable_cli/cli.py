@@ -74,6 +74,7 @@ def train_generator_cmd(
     per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
     device: DeviceOpt = Device.AUTO,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
     export_checkpoint: Annotated[bool, typer.Option(help="Write OUTPUT from its checkpoint now, without training further (same options as the run).")] = False,
@@ -92,7 +93,8 @@ def train_generator_cmd(
                            adv_radius=lv(adv_radius), adv_step_size=lv(adv_step_size),
                            adv_steps=adv_steps, random_radius=lv(random_radius),
                            image_size=image_size, val_fraction=val_fraction, per_class=per_class,
-                           checkpoint_every=checkpoint_every, seed=seed)
+                           checkpoint_every=checkpoint_every, seed=seed,
+                           init=None if init is None else str(init))
         from .models import MODELS
         if cfg.arch not in MODELS:
             raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")

@@ -88,6 +88,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     per_class: int | None = None          # use only the first N images of each class
     seed: int = 0
+    init: str | None = None               # warm start from this generator's weights (fine-tuning)
     checkpoint_every: int = 50            # steps between checkpoints
     log_every: int = 10                   # steps between JSONL log lines
     em_train_steps: int = 10              # EM: model updates per min-min round

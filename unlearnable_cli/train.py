@@ -16,6 +16,7 @@ optimizer, (EM) noise and the step, so ``--resume`` reproduces an uninterrupted 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ from .config import ConfigError, TrainConfig
 from .data import ImageFolderData, load_image_folder, to_device
 from .models import CIFAR_MEAN, CIFAR_STD
 from .noise import ErrorMinimizingNoise, Method
-from .weights import GeneratorCard, save_generator, state_tensors
+from .weights import GeneratorCard, WeightsError, load_generator, save_generator, state_tensors
 
 #: Held-out robustness is always measured with the same attack, whatever ρ_a was used.
 EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
@@ -122,6 +123,7 @@ class Trainer:
         self.noise_cfg = noise_cfg
         torch.manual_seed(cfg.seed)
         self.model = self._card_skeleton().build().to(device, memory_format=torch.channels_last)
+        self.init_digest = self._warm_start(Path(cfg.init)) if cfg.init else None
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.engine = ErrorMinimizingNoise(self.model, noise_cfg, (cfg.image_size, cfg.image_size))
@@ -144,6 +146,26 @@ class Trainer:
             input_size=(self.cfg.image_size, self.cfg.image_size),
             mean=CIFAR_MEAN, std=CIFAR_STD, method=self.cfg.method.value,
             hyperparameters=hyper, transform=dataclasses.asdict(self.noise_cfg.transform))
+
+    def _warm_start(self, path: Path) -> str:
+        """Copy the weights of generator ``path`` (same architecture and classes) into the model.
+
+        Fine-tuning a trained generator for more steps is the cheap way to a longer
+        schedule; returns the file's SHA-256 for the card.
+        """
+        try:
+            model, card = load_generator(path)
+        except (WeightsError, OSError) as e:
+            raise ConfigError(f"--init {e}") from e
+        wanted = (self.cfg.arch, {"width": self.cfg.width}, list(self.class_names),
+                  (self.cfg.image_size, self.cfg.image_size))
+        found = (card.arch, card.arch_kwargs, list(card.class_names), tuple(card.input_size))
+        if found != wanted:
+            raise ConfigError(f"{path}: --init generator is {found[0]} {found[1]}, input {found[3]}, "
+                              f"classes {found[2]}; this run needs {wanted[0]} {wanted[1]}, "
+                              f"input {wanted[3]}, classes {wanted[2]}")
+        self.model.load_state_dict(model.state_dict())
+        return hashlib.sha256(path.read_bytes()).hexdigest()
 
     # ----------------------------------------------------------------- checkpoints
     def _config_fingerprint(self) -> str:
@@ -327,6 +349,7 @@ class Trainer:
         card.provenance = {"wall_time_s": round(self.elapsed + time.perf_counter() - start, 1),
                            "device": str(self.device), "torch": torch.__version__,
                            "package_version": __version__,
+                           **({"init": {"path": self.cfg.init, "sha256": self.init_digest}} if self.cfg.init else {}),
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         save_generator(self.paths.weights, self.model, card)
         if log:
