@@ -171,6 +171,8 @@ class Trainer:
     def _config_fingerprint(self) -> str:
         d = self.cfg.to_dict()
         d.pop("checkpoint_every"), d.pop("log_every")
+        if d["init"] is None:   # checkpoints written before --init existed still resume
+            d.pop("init")
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
