@@ -140,6 +140,7 @@ def seed_spread(records: list[dict]) -> list[str]:
             continue
         cells = [f"{by_seed[s]:.2f}" if s in by_seed else "—" for s in seeds]
         lines.append(f"| {cond} | {method} | " + " | ".join(cells) + f" | {sum(by_seed.values()) / len(by_seed):.2f} |")
+    lines.append("")
     sem = ratios.get(("adv 4/255", "sem"), {})
     for other in ("em", "rem"):
         theirs = ratios.get(("adv 4/255", other), {})
