@@ -140,7 +140,8 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     resumed = tmp_path / "resumed"
     monkeypatch.setattr(imageio.os, "replace", flaky_replace)
     result = run("protect", src, "-o", resumed, *args)
-    assert result.exit_code == 130 and "rerun the same command" in result.output
+    assert result.exit_code == 130 and "stopped:" in result.output and "error" not in result.output
+    assert "rerun the same command" in result.output
     assert len(pngs(resumed)) == 3 and not list(resumed.rglob("*.tmp"))
     journal = resumed / ".manifest.journal.jsonl"          # every finished batch's records survive
     journaled = {json.loads(line)["source"] for line in journal.read_text().splitlines()}

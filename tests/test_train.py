@@ -75,7 +75,7 @@ def test_resume_after_interrupt_equals_uninterrupted(dataset, tmp_path, monkeypa
 
     monkeypatch.setattr(Trainer, "sem_step", step_then_ctrl_c)
     resumed = tmp_path / "resumed.safetensors"
-    with pytest.raises(Interrupted, match="stopped at step 3"):
+    with pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
         train_generator(dataset, resumed, cfg, torch.device("cpu"), show_progress=False)
     assert resumed.with_suffix(".ckpt.safetensors").exists() and not resumed.exists()
     monkeypatch.setattr(Trainer, "sem_step", real_step)

@@ -35,6 +35,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def stopped(message: str) -> typer.Exit:
+    """A run stopped on request (Ctrl-C, SIGTERM): its work is saved, so not an error; exit 130."""
+    err_console.print(f"[yellow]stopped:[/yellow] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(130)
+
+
 def version_callback(value: bool) -> None:
     if value:
         console.print(f"unlearnable {__version__}")
@@ -101,7 +107,7 @@ def train_generator_cmd(
         card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
                                show_progress=not quiet, export_only=export_checkpoint)
     except Interrupted as e:
-        raise fail(str(e), code=130)
+        raise stopped(str(e))
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     m = card.metrics
@@ -191,8 +197,7 @@ def protect(
                                      on_error=report_failure,
                                      progress=lambda n, total: bar.update(task, completed=n, total=total))
     except KeyboardInterrupt:
-        raise fail("interrupted; finished images are saved, rerun the same command to do the rest",
-                   code=130)
+        raise stopped("finished images are saved, rerun the same command to do the rest")
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     for w in summary.warnings:

@@ -318,7 +318,7 @@ class Trainer:
                     self.save_checkpoint()
                 if flag["stop"]:
                     self.save_checkpoint()
-                    raise Interrupted(f"stopped at step {self.step}; checkpoint saved to "
+                    raise Interrupted(f"at step {self.step}; checkpoint saved to "
                                       f"{self.paths.checkpoint}; rerun with --resume to continue")
             self.save_checkpoint()
         return self.finish()
