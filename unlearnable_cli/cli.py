@@ -29,16 +29,20 @@ err_console = Console(stderr=True)
 DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError)
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a red error line and return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+def _exit_line(tag: str, message: str, code: int) -> typer.Exit:
+    """Print one tagged line on stderr and return the Exit to raise."""
+    err_console.print(f"{tag} {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """A red error line and the Exit to raise."""
+    return _exit_line("[red]error:[/red]", message, code)
 
 
 def stopped(message: str) -> typer.Exit:
     """A run stopped on request (Ctrl-C, SIGTERM): its work is saved, so not an error; exit 130."""
-    err_console.print(f"[yellow]stopped:[/yellow] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(130)
+    return _exit_line("[yellow]stopped:[/yellow]", message, 130)
 
 
 def version_callback(value: bool) -> None:
