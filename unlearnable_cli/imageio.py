@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_path
+
 #: File suffixes treated as images (compared case-insensitively).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
@@ -169,16 +171,10 @@ def write_png(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            img.save(f, format="PNG", **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        img.save(f, format="PNG", **options)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_png_pixels(path: Path) -> np.ndarray:

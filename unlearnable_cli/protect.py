@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__, labels as labelling, seeding, transforms
+from .atomic import atomic_path
 from .config import ConfigError, ProtectConfig
 from .imageio import DecodedImage, ImageReadError, find_images, read_image, write_png
 from .metrics import psnr
@@ -270,12 +271,8 @@ def write_manifest(path: Path, header: dict[str, object], records: dict[str, dic
     """Write the manifest atomically."""
     body = dict(header, images=[records[k] for k in sorted(records)],
                 failed=[{"source": s, "reason": r} for s, r in failed])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(body, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def manifest_header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: GeneratorCard,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from rich.table import Table
 
+from .atomic import atomic_path
 from .evaluate import EvalReport, Run
 
 
@@ -45,10 +45,8 @@ def results_table(report: EvalReport) -> Table:
 
 def write_report(report: EvalReport, path: Path) -> None:
     """Write the JSON report atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=1))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=1))
 
 
 def plot_curves(report: EvalReport, path: Path) -> None:
@@ -70,6 +68,6 @@ def plot_curves(report: EvalReport, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

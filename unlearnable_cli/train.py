@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__, seeding, transforms
+from .atomic import atomic_path
 from .attacks import PGD, eval_mode
 from .config import ConfigError, TrainConfig
 from .data import ImageFolderData, load_image_folder, to_device
@@ -185,12 +186,8 @@ class Trainer:
             tensors["em.noise"] = self.em_noise.contiguous()
         meta = {"step": str(self.step), "elapsed": repr(self.elapsed),
                 "fingerprint": self._config_fingerprint(), "package_version": __version__}
-        tmp = self.paths.checkpoint.with_name(f".{self.paths.checkpoint.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(self.paths.checkpoint) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, self.paths.checkpoint)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, truncate_log: bool = True) -> None:
         path = self.paths.checkpoint

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import atomic_path
 from .models import MODELS, build_model
 from .transforms import TransformSpec
 
@@ -125,13 +126,8 @@ def save_generator(path: Path, model: nn.Module, card: GeneratorCard) -> None:
     tensors = state_tensors(model)
     meta = card.to_metadata()
     meta["tensors_sha256"] = _tensor_digest(tensors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_card(path: Path) -> GeneratorCard:

@@ -1,0 +1,35 @@
+"""Atomic file writes: an interrupted run leaves the old file or the new one, never half a file.
+
+Every output of the tool (protected PNGs, manifest, generator weights, checkpoints,
+eval reports) is written to a hidden temporary sibling and renamed over its final name.
+The finished file gets the permissions a plain ``open()`` would give it (``0666`` minus
+the umask): safetensors creates its files ``0600``, which would leave a generator
+trained for sharing unreadable by anyone else.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+# Read once, at import (before any worker thread exists): os.umask can only be read by setting it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; on success it replaces ``path``.
+
+    If the block raises, the temporary file is removed and ``path`` is left untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
