@@ -1,7 +1,7 @@
 """Atomic file writes: an interrupted run leaves the old file or the new one, never half a file.
 
 Every output of the tool (protected PNGs, manifest, generator weights, checkpoints,
-eval reports) is written to a hidden temporary sibling and renamed over its final name.
+the training log when a resume trims it, eval reports and plots) is written to a hidden temporary sibling and renamed over its final name.
 The finished file gets the permissions a plain ``open()`` would give it (``0666`` minus
 the umask): safetensors creates its files ``0600``, which would leave a generator
 trained for sharing unreadable by anyone else.

@@ -219,7 +219,8 @@ class Trainer:
             return
         kept = [line for line in self.paths.log.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        self.paths.log.write_text("".join(line + "\n" for line in kept))
+        with atomic_path(self.paths.log) as tmp:  # the log of a long run must survive a crash here
+            tmp.write_text("".join(line + "\n" for line in kept))
 
     def _log(self, record: dict[str, object]) -> None:
         with open(self.paths.log, "a") as f:
