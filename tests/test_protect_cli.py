@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from unlearnable_cli import imageio, weights
+from unlearnable_cli import imageio, manifest, weights
 from unlearnable_cli.cli import app
 from unlearnable_cli.imageio import read_image
+from unlearnable_cli.protect import Entry, previous_records
 
-from conftest import BAD_FILES, CLASSES, save, small
+from conftest import BAD_FILES, CLASSES, save, small, tiny_model
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
@@ -23,6 +26,22 @@ FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
 
 def run(*args: str | Path):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def interrupt_at_png(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[[], None]:
+    """Make the n-th PNG rename raise KeyboardInterrupt (Ctrl-C mid-run); returns the undo."""
+    real_replace = imageio.os.replace
+    calls = {"png": 0}
+
+    def flaky_replace(a, b):
+        if str(b).endswith(".png"):
+            calls["png"] += 1
+            if calls["png"] == n:
+                raise KeyboardInterrupt
+        return real_replace(a, b)
+
+    monkeypatch.setattr(imageio.os, "replace", flaky_replace)
+    return lambda: monkeypatch.setattr(imageio.os, "replace", real_replace)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -127,18 +146,8 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     assert pngs(other) != pngs(clean)
 
     # Interrupt while renaming the 4th PNG: the middle of the second batch of two.
-    real_replace = imageio.os.replace
-    calls = {"png": 0}
-
-    def flaky_replace(a, b):
-        if str(b).endswith(".png"):
-            calls["png"] += 1
-            if calls["png"] == 4:
-                raise KeyboardInterrupt
-        return real_replace(a, b)
-
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(imageio.os, "replace", flaky_replace)
+    undo = interrupt_at_png(monkeypatch, 4)
     result = run("protect", src, "-o", resumed, *args)
     assert result.exit_code == 130 and "stopped:" in result.output and "error" not in result.output
     assert "rerun the same command" in result.output
@@ -148,7 +157,7 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     assert journaled == {p.name for p in resumed.glob("*.png")}
     with open(journal, "a") as f:
         f.write('{"source": "4.pn')                           # a record cut short by a crash
-    monkeypatch.setattr(imageio.os, "replace", real_replace)
+    undo()
     result = run("protect", src, "-o", resumed, *args)
     assert result.exit_code == 0, result.output
     assert pngs(resumed) == pngs(clean)
@@ -156,6 +165,62 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     # and a finished run skips everything
     result = run("protect", src, "-o", resumed, *args[:-1])
     assert result.exit_code == 0 and "skipped (already done) │ 5" in result.output
+
+
+def test_rerun_with_another_generator_or_settings_is_refused_not_mixed(tmp_path: Path, tiny_weights: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    src = tmp_path / "in"
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        save(small(name, 32).resize((32, 32)), src / f"{i}.png")
+    moved = tmp_path / "elsewhere" / "same.safetensors"            # the same generator, moved
+    moved.parent.mkdir()
+    moved.write_bytes(tiny_weights.read_bytes())
+    model, card = tiny_model()
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    other = tmp_path / "other.safetensors"                         # same card, other tensors
+    weights.save_generator(other, model, card)
+
+    # Interrupted after the first image (batches of one): its header is already on disk.
+    out = tmp_path / "out"
+    undo = interrupt_at_png(monkeypatch, 2)
+    assert run("protect", src, "-o", out, "--weights", tiny_weights, "--batch-size", "1", *FAST).exit_code == 130
+    undo()
+    assert len(pngs(out)) == 1
+    before = digests(out)
+    for extra, message in [(["--weights", tiny_weights, "--radius", "4"], "radius_levels: 8 → 4"),
+                           (["--weights", tiny_weights, "--seed", "3"], "seed: 0 → 3"),
+                           (["--weights", tiny_weights, "--labels", "cat"], "labels: folders → cat"),
+                           (["--weights", other], "generator tensors_sha256")]:
+        result = run("protect", src, "-o", out, *extra, *FAST)
+        assert result.exit_code == 1, (extra, result.output)
+        assert "holds 1 image(s) protected with another generator or other settings" in result.output
+        assert message in result.output and "--overwrite" in result.output
+        assert digests(out) == before, "a refused run changed the output folder"
+    # Speed-only settings and a moved weights file resume: the finished image is skipped.
+    result = run("protect", src, "-o", out, "--weights", moved, "--batch-size", "3", *FAST[:-1])
+    assert result.exit_code == 0, result.output
+    assert "skipped (already done) │ 1" in result.output and "processed              │ 2" in result.output
+    # --overwrite redoes everything with the new settings, under one consistent manifest.
+    result = run("protect", src, "-o", out, "--weights", tiny_weights, "--radius", "4", "--overwrite", *FAST)
+    assert result.exit_code == 0, result.output
+    body = json.loads((out / "manifest.json").read_text())
+    assert body["settings"]["radius_levels"] == 4 and len(body["images"]) == 3
+    assert max(r["linf"] for r in body["images"]) <= 4
+    assert body["generator"]["tensors_sha256"] == weights.model_digest(tiny_model()[0])
+
+
+def test_finished_outputs_whose_class_changed_are_kept_with_a_warning(tmp_path: Path):
+    entries = [Entry(tmp_path / f"{n}.jpg", f"{n}.jpg", f"{n}.png", label=label) for n, label in (("a", 5), ("b", 2))]
+    for e in entries:
+        (tmp_path / e.output_rel).write_bytes(b"png")
+    manifest.append_journal(tmp_path / manifest.MANIFEST,
+                            [{"source": e.rel, "output": e.output_rel, "class_index": 2} for e in entries])
+    records, warnings = previous_records(tmp_path, entries, {"generator": {}, "settings": {}}, overwrite=False)
+    assert set(records) == {"a.jpg", "b.jpg"}
+    assert len(warnings) == 1 and warnings[0].startswith("1 image(s) already in")
+    assert previous_records(tmp_path, entries, {"generator": {}, "settings": {}}, overwrite=True) == ({}, [])
+    assert not (tmp_path / manifest.JOURNAL).exists()
 
 
 def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path: Path, tiny_weights: Path):

@@ -166,7 +166,7 @@ def protect(
     batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
     device: DeviceOpt = Device.AUTO,
     seed: Annotated[int, typer.Option(help="Same seed, options and device give the same bytes.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (needed to change the generator or settings of a folder that holds outputs).")] = False,
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 50_000_000,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,

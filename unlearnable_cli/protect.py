@@ -5,14 +5,14 @@ Steps: check options and folders before any work; scan and decode every image on
 generator class per image (:mod:`labels`); split the images into batches of equal
 shape, each with its own seeded random stream; run the noise engine at full
 resolution; quantize with the exact integer bound; write each PNG atomically, journal
-its manifest record after every batch, and rewrite the manifest now and then.  Batches are formed over *all* readable images,
-so a resumed run computes exactly the batches (and bytes) of an uninterrupted one.
+its manifest record after every batch, and rewrite the manifest now and then
+(:mod:`manifest`).  Batches are formed over *all* readable images, so a resumed run
+computes exactly the batches (and bytes) of an uninterrupted one; a rerun into a folder
+made with another generator or other settings is refused rather than mixed.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 from collections import defaultdict
@@ -24,19 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__, labels as labelling, seeding, transforms
-from .atomic import atomic_path
+from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
 from .imageio import DecodedImage, ImageReadError, find_images, read_image, write_png
 from .metrics import psnr
 from .noise import ErrorMinimizingNoise, Method, NoiseConfig
-from .weights import GeneratorCard
+from .weights import GeneratorCard, model_digest
 
-MANIFEST = "manifest.json"
-#: Records of finished images, appended after every batch (O(1) per batch); the full
-#: manifest is rewritten at most every MANIFEST_INTERVAL_S seconds and at the end, when
-#: the journal is removed.  A resumed run reads both.
-JOURNAL = ".manifest.journal.jsonl"
+#: The full manifest is rewritten at most this often (and at the end); in between,
+#: finished records go to the journal (:mod:`manifest`).
 MANIFEST_INTERVAL_S = 30.0
 
 
@@ -72,7 +68,7 @@ class ProtectSummary:
 
     @property
     def manifest(self) -> Path:
-        return self.output_dir / MANIFEST
+        return self.output_dir / manifest.MANIFEST
 
 
 def default_output_dir(input_dir: Path) -> Path:
@@ -234,64 +230,6 @@ def make_batches(entries: list[Entry], cfg: ProtectConfig) -> list[list[Entry]]:
     return batches
 
 
-def load_manifest(path: Path) -> dict[str, dict[str, object]]:
-    """Records of a previous run by source path, from the manifest and its journal.
-
-    Unreadable parts count as absent (those images are simply protected again); a
-    journal line cut short by a crash is ignored.
-    """
-    records: dict[str, dict[str, object]] = {}
-    try:
-        records = {r["source"]: r for r in json.loads(path.read_text())["images"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        lines = (path.parent / JOURNAL).read_text().splitlines()
-    except (OSError, ValueError):
-        return records
-    for line in lines:
-        try:
-            record = json.loads(line)
-            records[record["source"]] = record
-        except (ValueError, KeyError, TypeError):
-            continue
-    return records
-
-
-def append_journal(path: Path, records: list[dict[str, object]]) -> None:
-    """Append finished records to the journal beside the manifest, durably."""
-    with open(path.parent / JOURNAL, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_manifest(path: Path, header: dict[str, object], records: dict[str, dict[str, object]],
-                   failed: list[tuple[str, str]]) -> None:
-    """Write the manifest atomically."""
-    body = dict(header, images=[records[k] for k in sorted(records)],
-                failed=[{"source": s, "reason": r} for s, r in failed])
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(body, indent=1))
-
-
-def manifest_header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: GeneratorCard,
-                    nc: NoiseConfig, cfg: ProtectConfig, device: torch.device) -> dict[str, object]:
-    """The run-level part of the manifest: folders, generator and the settings actually used."""
-    return {
-        "tool": "unlearnable", "version": __version__, "input": str(input_dir.resolve()),
-        "output": str(output_dir.resolve()),
-        "generator": {"path": str(weights_path) if weights_path else None, "arch": card.arch,
-                      "arch_kwargs": card.arch_kwargs, "method": card.method,
-                      "dataset": card.dataset.get("name"), "classes": card.class_names},
-        "settings": {"radius_levels": cfg.radius_levels, "steps": nc.steps,
-                     "step_size_levels": round(nc.step_size * 255, 4), "eot_samples": nc.eot_samples,
-                     "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
-                     "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
-                     "device": str(device)},
-    }
-
-
 def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: torch.Tensor,
                  loss_after: float) -> dict[str, object]:
     """The manifest record of one protected image (``out``/``original``: (C, H, W) uint8)."""
@@ -301,6 +239,35 @@ def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: tor
             "linf": int((out.int() - original.int()).abs().max().item()),
             "psnr": psnr(out, original), "loss_before": round(e.loss_before, 5),
             "loss_after": round(loss_after, 5)}
+
+
+def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, object],
+                     overwrite: bool) -> tuple[dict[str, manifest.Record], list[str]]:
+    """Records of images already protected into ``output_dir`` (none with ``overwrite``),
+    and warnings.
+
+    Raises :class:`ConfigError` when the folder holds outputs made with another
+    generator or other settings: skipping them would mix two protections under one
+    manifest.  Outputs whose class differs from this run's assignment (the folders'
+    contents changed) are kept, with a warning.
+    """
+    path = output_dir / manifest.MANIFEST
+    if overwrite:
+        (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
+        return {}, []
+    by_rel = {e.rel: e for e in entries}
+    records = {k: v for k, v in manifest.load_records(path).items() if k in by_rel}
+    finished = [k for k, r in records.items()       # what this run would skip
+                if r.get("output") == by_rel[k].output_rel and (output_dir / by_rel[k].output_rel).is_file()]
+    diffs = manifest.settings_differences(manifest.read_header(path), header)
+    if finished and diffs:
+        raise ConfigError(f"{output_dir}: holds {len(finished)} image(s) protected with another generator or "
+                          f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "
+                          "add --overwrite to redo them, or choose another --output")
+    moved = sum(records[k].get("class_index") != by_rel[k].label for k in finished)
+    warnings = [f"{moved} image(s) already in {output_dir} were pushed to another class than this run "
+                "assigns (the folders' contents changed); they are kept, --overwrite redoes them"] if moved else []
+    return records, warnings
 
 
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
@@ -338,18 +305,18 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
 
     protector = Protector(model, card, cfg, device)
     entries, summary.warnings = scan(entries, protector, cfg, failed)
-    manifest_path = output_dir / MANIFEST
-    if cfg.overwrite:
-        (output_dir / JOURNAL).unlink(missing_ok=True)
-    records = {} if cfg.overwrite else load_manifest(manifest_path)
-    records = {k: v for k, v in records.items() if k in {e.rel for e in entries}}
+    manifest_path = output_dir / manifest.MANIFEST
+    header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
+                             protector.noise_config, cfg, device)
+    records, warnings = previous_records(output_dir, entries, header, cfg.overwrite)
+    summary.warnings += warnings
 
     def done(e: Entry) -> bool:
         rec = records.get(e.rel)
         return (not cfg.overwrite and rec is not None and rec.get("output") == e.output_rel
                 and (output_dir / e.output_rel).is_file())
 
-    header = manifest_header(input_dir, output_dir, weights_path, card, protector.noise_config, cfg, device)
+    manifest.write(manifest_path, header, records, summary.failed)   # a crash leaves this run's header
     batches = make_batches(entries, cfg)
     pending_total = sum(not done(e) for e in entries)
     summary.skipped = len(entries) - pending_total
@@ -385,13 +352,13 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
             finished.append(records[e.rel])
             summary.processed += 1
             written += 1
-        append_journal(manifest_path, finished)
+        manifest.append_journal(manifest_path, finished)
         if time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
-            write_manifest(manifest_path, header, records, summary.failed)
+            manifest.write(manifest_path, header, records, summary.failed)
             last_manifest = time.perf_counter()
         progress(written, pending_total)
-    write_manifest(manifest_path, header, records, summary.failed)
-    (output_dir / JOURNAL).unlink(missing_ok=True)
+    manifest.write(manifest_path, header, records, summary.failed)
+    (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
     new = [records[e.rel] for e in entries if e.rel in records]
     summary.psnr = [r["psnr"] for r in new if r["psnr"] is not None]  # type: ignore[misc]
     summary.worst_linf = max((int(r["linf"]) for r in new), default=0)  # type: ignore[arg-type]

@@ -121,6 +121,11 @@ def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+def model_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's tensors, as recorded in (and checked against) its weights file."""
+    return _tensor_digest(state_tensors(model))
+
+
 def save_generator(path: Path, model: nn.Module, card: GeneratorCard) -> None:
     """Write weights and card atomically (temporary file, then rename)."""
     tensors = state_tensors(model)

@@ -1,0 +1,126 @@
+"""The output folder's record of a ``protect`` run: ``manifest.json`` and its journal.
+
+The manifest holds a header (folders, generator, the settings actually used) and one
+record per protected image.  Records of finished images are appended to a journal
+after every batch (O(1) per batch, fsynced); the full manifest is rewritten now and
+then and at the end, when the journal is removed.  A resumed run reads both.
+
+A resumed run skips finished images, so it must make them the way this run would:
+:func:`settings_differences` compares this run's header with the one already in the
+folder, and ``protect`` refuses to mix outputs made with another generator or other
+settings (a bound of 8 levels in half the files and 4 in the rest would break the
+promise the manifest states).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .atomic import atomic_path
+from .config import ProtectConfig
+from .noise import NoiseConfig
+from .weights import GeneratorCard
+
+MANIFEST = "manifest.json"
+JOURNAL = ".manifest.journal.jsonl"
+
+#: Settings that change how fast a run goes but not what an output promises or how
+#: strongly it protects, so a run may be resumed with other values (a smaller batch
+#: after running out of memory, the GPU after the CPU).
+RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
+#: What identifies the generator; its path may change when the file is moved.
+GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "dataset", "classes", "tensors_sha256")
+
+Record = dict[str, object]
+
+
+def header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: GeneratorCard,
+           digest: str, nc: NoiseConfig, cfg: ProtectConfig, device: torch.device) -> dict[str, object]:
+    """The run-level part of the manifest: folders, generator and the settings actually used."""
+    return {
+        "tool": "unlearnable", "version": __version__, "input": str(input_dir.resolve()),
+        "output": str(output_dir.resolve()),
+        "generator": {"path": str(weights_path) if weights_path else None, "arch": card.arch,
+                      "arch_kwargs": card.arch_kwargs, "method": card.method,
+                      "dataset": card.dataset.get("name"), "classes": card.class_names,
+                      "tensors_sha256": digest},
+        "settings": {"radius_levels": cfg.radius_levels, "steps": nc.steps,
+                     "step_size_levels": round(nc.step_size * 255, 4), "eot_samples": nc.eot_samples,
+                     "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
+                     "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
+                     "device": str(device)},
+    }
+
+
+def settings_differences(previous: dict[str, object] | None, current: dict[str, object]) -> list[str]:
+    """``"key: old → new"`` for every generator or setting that differs between two headers.
+
+    Settings in :data:`RESUMABLE_SETTINGS` and the generator's path are not compared.
+    A key the previous header lacks (written by an older version) is not compared.
+    """
+    if not previous:
+        return []
+    diffs = []
+    for section, keys in (("generator", GENERATOR_IDENTITY),
+                          ("settings", [k for k in current["settings"] if k not in RESUMABLE_SETTINGS])):  # type: ignore[union-attr]
+        old, new = previous.get(section) or {}, current[section]
+        for key in keys:
+            if key in old and old[key] != new[key]:  # type: ignore[index,operator]
+                diffs.append(f"{'generator ' if section == 'generator' else ''}{key}: "
+                             f"{old[key]} → {new[key]}")  # type: ignore[index]
+    return diffs
+
+
+def read_header(path: Path) -> dict[str, object] | None:
+    """The header of an existing manifest, or None if there is none or it is unreadable."""
+    try:
+        body = json.loads(path.read_text())
+        return {k: body[k] for k in ("generator", "settings")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_records(path: Path) -> dict[str, Record]:
+    """Records of a previous run by source path, from the manifest and its journal.
+
+    Unreadable parts count as absent (those images are simply protected again); a
+    journal line cut short by a crash is ignored.
+    """
+    records: dict[str, Record] = {}
+    try:
+        records = {r["source"]: r for r in json.loads(path.read_text())["images"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        lines = (path.parent / JOURNAL).read_text().splitlines()
+    except (OSError, ValueError):
+        return records
+    for line in lines:
+        try:
+            record = json.loads(line)
+            records[record["source"]] = record
+        except (ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
+def append_journal(path: Path, records: list[Record]) -> None:
+    """Append finished records to the journal beside the manifest, durably."""
+    with open(path.parent / JOURNAL, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write(path: Path, head: dict[str, object], records: dict[str, Record],
+          failed: list[tuple[str, str]]) -> None:
+    """Write the manifest atomically, records sorted by source path."""
+    body = dict(head, images=[records[k] for k in sorted(records)],
+                failed=[{"source": s, "reason": r} for s, r in failed])
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(body, indent=1))
