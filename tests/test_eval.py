@@ -11,7 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
+from unlearnable_cli import evaluate as evaluate_module
 from unlearnable_cli.evaluate import match_folders
+from unlearnable_cli.journal import journal_path
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -96,6 +98,68 @@ def test_split_runs_match_one_combined_call(folders, tmp_path):
     assert result.exit_code == 1 and "give --clean" in result.output
 
 
+def count_victims(monkeypatch, at: int) -> tuple[list[float], dict[str, int]]:
+    """Record each victim's adversarial radius as it starts; Ctrl-C at victim number ``stop["at"]``."""
+    real = evaluate_module.train_victim
+    calls: list[float] = []
+    stop = {"at": at}
+
+    def counted(*a, **k):
+        calls.append(a[-2].adv_radius)                       # the victim's Setting
+        if len(calls) == stop["at"]:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(evaluate_module, "train_victim", counted)
+    return calls, stop
+
+
+def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, monkeypatch):
+    """Ctrl-C during the third victim keeps the first two; a rerun with other settings
+    reuses none of them; the same command trains only the rest and reports the curves
+    of an uninterrupted run."""
+    clean, prot, test = folders
+    args = ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+            "--adv-radius", "0", "--adv-radius", "2", "--adv-steps", "1", *TINY]
+    full = tmp_path / "full.json"
+    assert runner.invoke(app, [*args, "--report", str(full)]).exit_code == 0
+    calls, stop = count_victims(monkeypatch, at=3)
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, [*args, "--report", str(report)])
+    assert result.exit_code == 130 and "stopped:" in result.output and "rerun the same command" in result.output
+    partial = journal_path(report)
+    assert not report.exists() and len(partial.read_text().splitlines()) == 2
+    with open(partial, "a") as f:
+        f.write('{"key": "cut sh')                            # a line cut short by a crash
+
+    calls.clear()
+    stop["at"] = 2
+    result = runner.invoke(app, [*args, "--seed", "1", "--report", str(report)])
+    assert result.exit_code == 130 and calls == [0.0, 0.0], "another seed reused a victim"
+
+    calls.clear()
+    stop["at"] = 0
+    result = runner.invoke(app, [*args, "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert calls == [2.0, 2.0] and "reused 2 finished victim(s)" in result.output
+    data = json.loads(report.read_text())
+    assert data["reused_runs"] == 2 and not partial.exists()
+    expected = json.loads(full.read_text())["runs"]
+    assert [(r["data"], r["adv_radius"], r["acc_per_epoch"]) for r in data["runs"]] == \
+        [(r["data"], r["adv_radius"], r["acc_per_epoch"]) for r in expected]
+
+
+def test_eval_without_report_says_nothing_was_kept(folders, monkeypatch):
+    clean, prot, test = folders
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "train_victim", interrupted)
+    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test), *TINY])
+    assert result.exit_code == 130 and "give --report to make an evaluation resumable" in result.output
+
+
 def test_mismatched_folders_are_a_clear_error(folders, tmp_path):
     clean, prot, test = folders
     partial = tmp_path / "partial"
@@ -137,7 +201,7 @@ def test_match_folders_pairs_by_path_without_extension(tmp_path):
     assert only_clean == ["b/z.webp"] and only_prot == ["b/extra.png"]
 
 
-def test_personal_folder_scenario(folders, tmp_path):
+def test_personal_folder_scenario(folders, tmp_path, monkeypatch):
     clean, prot, _ = folders
     me = tmp_path / "me"
     me_prot = tmp_path / "me-protected"
@@ -152,9 +216,15 @@ def test_personal_folder_scenario(folders, tmp_path):
         for f in (clean / name).glob("*.jpg"):
             (background / name / f.name).write_bytes(f.read_bytes())
     report = tmp_path / "p.json"
-    result = runner.invoke(app, ["eval", "--target", str(me), "--target-protected", str(me_prot),
-                                 "--background", str(background), "--report", str(report), *TINY])
+    args = ["eval", "--target", str(me), "--target-protected", str(me_prot), "--background", str(background),
+            "--report", str(report), *TINY]
+    calls, stop = count_victims(monkeypatch, at=2)                 # interrupted in the protected victim
+    assert runner.invoke(app, args).exit_code == 130
+    calls.clear()
+    stop["at"] = 0
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and "reused 1 finished victim(s)" in result.output
     data = json.loads(report.read_text())
     assert data["settings"]["target_heldout_images"] == 3 and data["settings"]["target_train_images"] == 13
     assert [r["data"] for r in data["runs"]] == ["clean", "protected"]

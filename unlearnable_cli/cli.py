@@ -249,7 +249,7 @@ def eval_cmd(
                                              "may be omitted) or only the protected ones, e.g. to reuse a baseline.")] = VictimRuns.BOTH,
     seed: Annotated[int, typer.Option(help="Same seed and recipe for every victim.")] = 0,
     device: DeviceOpt = Device.AUTO,
-    report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON; finished victims are kept beside it, so an interrupted run resumes when rerun.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Plot test accuracy per epoch (needs matplotlib).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -257,7 +257,8 @@ def eval_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from . import defenses as defense_lib
-    from .evaluate import EVAL_PRESETS, Setting, VictimConfig, evaluate, evaluate_personal
+    from .evaluate import EVAL_PRESETS, Run, Setting, VictimConfig, evaluate, evaluate_personal
+    from .journal import RunJournal, journal_path
     from .report import plot_curves, results_table, write_report
 
     try:
@@ -286,6 +287,7 @@ def eval_cmd(
             if importlib.util.find_spec("matplotlib") is None:
                 raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
         dev = resolve_device(device)
+        journal = RunJournal(journal_path(report) if report else None, Run)
         with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), "epochs", TimeElapsedColumn(),
                       console=err_console, disable=quiet, transient=True) as bar:
             tasks: dict[str, int] = {}
@@ -298,7 +300,7 @@ def eval_cmd(
             if personal:
                 result = evaluate_personal(target, target_protected, background, cfg, settings, dev,
                                            holdout=target_holdout, background_per_class=per_class,
-                                           allow_missing=allow_missing, progress=progress)
+                                           allow_missing=allow_missing, journal=journal, progress=progress)
             else:
                 named = {}
                 for item in protected or []:
@@ -306,12 +308,19 @@ def eval_cmd(
                     named[name if sep else "protected"] = Path(path if sep else item)
                 result = evaluate(clean, named, test, cfg, settings, dev, per_class=per_class,
                                   test_per_class=test_per_class, poison_ratio=poison_ratio,
-                                  allow_missing=allow_missing, runs_wanted=runs, progress=progress)
+                                  allow_missing=allow_missing, runs_wanted=runs, journal=journal,
+                                  progress=progress)
+    except KeyboardInterrupt:
+        raise stopped(f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
+                      if report else "nothing was kept (give --report to make an evaluation resumable)")
     except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
         raise fail(str(e))
+    if result.reused_runs:
+        err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal.path}", highlight=False)
     console.print(results_table(result))
     if report:
         write_report(result, report)
+        journal.remove()
         console.print(f"report: {report}")
     if plot:
         plot_curves(result, plot)

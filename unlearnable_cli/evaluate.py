@@ -29,6 +29,7 @@ from .attacks import PGD, eval_mode
 from .config import ConfigError, VictimRuns
 from .data import DatasetError, load_files, load_image_folder, to_device
 from .imageio import find_images, read_image
+from .journal import RunJournal, run_key, tensor_digest
 from .metrics import psnr, ssim_batch
 from .models import CIFAR_MEAN, CIFAR_STD, build_model
 
@@ -281,10 +282,12 @@ class EvalReport:
     runs: list[Run]
     imperceptibility: dict[str, dict[str, float]]
     seconds: float
+    reused_runs: int = 0          # victims taken from an interrupted run's journal, not retrained
 
     def to_dict(self) -> dict[str, object]:
         return {"settings": self.settings, "imperceptibility": self.imperceptibility,
                 "runs": [r.to_dict() for r in self.runs], "seconds": round(self.seconds, 1),
+                "reused_runs": self.reused_runs,
                 "versions": {"unlearnable": __version__, "torch": torch.__version__,
                              "python": platform.python_version()},
                 "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()}}
@@ -304,15 +307,17 @@ def mix(clean: torch.Tensor, protected: torch.Tensor, ratio: float, seed: int) -
 def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: VictimConfig,
              settings: list[Setting], device: torch.device, per_class: int | None = None,
              test_per_class: int | None = None, poison_ratio: float = 1.0, allow_missing: bool = False,
-             runs_wanted: VictimRuns = VictimRuns.BOTH,
+             runs_wanted: VictimRuns = VictimRuns.BOTH, journal: RunJournal[Run] | None = None,
              progress: Progress = lambda label, epoch, total: None) -> EvalReport:
     """Train clean and protected victims for every setting; see the module docstring.
 
     ``runs_wanted`` trains only the clean baseline or only the protected copies (their
     results are comparable across calls: same seed and recipe give the same victim);
     with only the clean baseline, ``protected`` may be empty and ``clean_dir`` alone is read.
+    Victims already in ``journal`` (an interrupted run's) are reused, new ones recorded.
     """
     start = time.perf_counter()
+    journal = journal or RunJournal(None, Run)
     if runs_wanted is not VictimRuns.CLEAN and not protected:
         raise ConfigError("no protected folder given")
     data = {}
@@ -331,38 +336,48 @@ def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: V
         quality[name] = imperceptibility(pairs)
     assert clean_u8 is not None and labels is not None
     test_x, test_y = load_test(test_dir, names, cfg.image_size, test_per_class)
+    todo = [("clean", "clean", clean_u8)] if runs_wanted is not VictimRuns.PROTECTED else []
+    if runs_wanted is not VictimRuns.CLEAN:
+        todo += [("protected", k, v) for k, v in data.items()]
+    identity = {"victim": dataclasses.asdict(cfg), "classes": names, "test": tensor_digest(test_x, test_y)}
+    train_ids = {name: tensor_digest(x, labels) for _, name, x in todo}
     runs: list[Run] = []
     for setting in settings:
-        todo = [("clean", "clean", clean_u8)] if runs_wanted is not VictimRuns.PROTECTED else []
-        if runs_wanted is not VictimRuns.CLEAN:
-            todo += [("protected", k, v) for k, v in data.items()]
         for data_name, name, x in todo:
-            t0 = time.perf_counter()
-            label = f"{setting.label}: {name}"
-            accs = train_victim(x, labels, {"test": (test_x, test_y)}, len(names), cfg, setting, device,
-                                on_epoch=lambda e, label=label: progress(label, e, cfg.epochs))["test"]
-            runs.append(Run(data_name, name, setting.adv_radius, setting.defense.label, accs,
-                            round(time.perf_counter() - t0, 1), poison_ratio if data_name == "protected" else 0.0))
+            def train() -> Run:           # called at once, inside this iteration
+                t0 = time.perf_counter()
+                label = f"{setting.label}: {name}"
+                accs = train_victim(x, labels, {"test": (test_x, test_y)}, len(names), cfg, setting, device,
+                                    on_epoch=lambda e: progress(label, e, cfg.epochs))["test"]
+                return Run(data_name, name, setting.adv_radius, setting.defense.label, accs,
+                           round(time.perf_counter() - t0, 1), poison_ratio if data_name == "protected" else 0.0)
+            key = run_key(**identity, adv_radius=setting.adv_radius, defense=setting.defense.label,
+                          data=data_name, name=name, train=train_ids[name],
+                          poison_ratio=poison_ratio if data_name == "protected" else 0.0)
+            runs.append(journal.run(key, train))
     report_settings = {"victim": dataclasses.asdict(cfg), "clean": str(clean_dir),
                        "protected": {k: str(v) for k, v in protected.items()}, "test": str(test_dir),
                        "per_class": per_class, "test_per_class": test_per_class, "poison_ratio": poison_ratio,
                        "train_images": len(labels), "test_images": len(test_y), "classes": names,
                        "conditions": [s.label for s in settings], "runs": runs_wanted.value,
                        "device": str(device)}
-    return EvalReport(report_settings, runs, quality, time.perf_counter() - start)
+    return EvalReport(report_settings, runs, quality, time.perf_counter() - start, journal.reused)
 
 
 def evaluate_personal(target_dir: Path, target_protected: Path, background_dir: Path, cfg: VictimConfig,
                       settings: list[Setting], device: torch.device, holdout: float = 0.2,
                       background_per_class: int | None = None, allow_missing: bool = False,
+                      journal: RunJournal[Run] | None = None,
                       progress: Progress = lambda label, epoch, total: None) -> EvalReport:
     """The user's images as one extra class among a background data set.
 
     A seeded ``holdout`` fraction of the user's clean images is never trained on;
     ``final_acc`` is the percentage of them the victim recognizes as the user's class,
-    ``background_acc`` the accuracy on a held-out 10% of the background.
+    ``background_acc`` the accuracy on a held-out 10% of the background.  Victims
+    already in ``journal`` are reused, as in :func:`evaluate`.
     """
     start = time.perf_counter()
+    journal = journal or RunJournal(None, Run)
     pairs, only_clean, only_prot = match_folders(target_dir, target_protected)
     if not pairs:
         raise ConfigError(f"{target_protected} shares no images with {target_dir}")
@@ -387,21 +402,30 @@ def evaluate_personal(target_dir: Path, target_protected: Path, background_dir: 
     hold_y = torch.full((len(hold),), target_class)
     evals = {"target": (hold_x, hold_y), "background": (bg_x[bg_test], bg_y[bg_test])}
     train_y = torch.cat([bg_y[bg_train], torch.full((len(train_pairs),), target_class)])
+    identity = {"scenario": "personal-folder", "victim": dataclasses.asdict(cfg),
+                "evals": tensor_digest(*[t for pair in evals.values() for t in pair])}
+    train_sets = {name: torch.cat([bg_x[bg_train], t]) for name, t in (("clean", clean_t), ("protected", prot_t))}
+    train_ids = {name: tensor_digest(x, train_y) for name, x in train_sets.items()}
     runs: list[Run] = []
     for setting in settings:
-        for data_name, target_x in (("clean", clean_t), ("protected", prot_t)):
-            t0 = time.perf_counter()
-            label = f"{setting.label}: {data_name} target"
-            history = train_victim(torch.cat([bg_x[bg_train], target_x]), train_y, evals, target_class + 1,
-                                   cfg, setting, device, on_epoch=lambda e, label=label: progress(label, e, cfg.epochs))
-            runs.append(Run(data_name, data_name, setting.adv_radius, setting.defense.label, history["target"],
-                            round(time.perf_counter() - t0, 1),
-                            extra={"metric": "recognition of held-out target images (%)",
-                                   "background_acc_per_epoch": history["background"],
-                                   "background_acc": history["background"][-1]}))
+        for data_name, train_x in train_sets.items():
+            def train() -> Run:           # called at once, inside this iteration
+                t0 = time.perf_counter()
+                label = f"{setting.label}: {data_name} target"
+                history = train_victim(train_x, train_y, evals, target_class + 1, cfg, setting, device,
+                                       on_epoch=lambda e: progress(label, e, cfg.epochs))
+                return Run(data_name, data_name, setting.adv_radius, setting.defense.label, history["target"],
+                           round(time.perf_counter() - t0, 1),
+                           extra={"metric": "recognition of held-out target images (%)",
+                                  "background_acc_per_epoch": history["background"],
+                                  "background_acc": history["background"][-1]})
+            key = run_key(**identity, adv_radius=setting.adv_radius, defense=setting.defense.label,
+                          data=data_name, train=train_ids[data_name])
+            runs.append(journal.run(key, train))
     report_settings = {"victim": dataclasses.asdict(cfg), "scenario": "personal-folder", "target": str(target_dir),
                        "target_protected": str(target_protected), "background": str(background_dir),
                        "target_train_images": len(train_pairs), "target_heldout_images": len(hold),
                        "background_classes": len(bg_classes), "background_train_images": len(bg_train),
                        "conditions": [s.label for s in settings], "device": str(device)}
-    return EvalReport(report_settings, runs, {"target": imperceptibility(pairs)}, time.perf_counter() - start)
+    return EvalReport(report_settings, runs, {"target": imperceptibility(pairs)}, time.perf_counter() - start,
+                      journal.reused)
