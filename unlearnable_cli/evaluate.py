@@ -340,7 +340,7 @@ def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: V
     if runs_wanted is not VictimRuns.CLEAN:
         todo += [("protected", k, v) for k, v in data.items()]
     identity = {"victim": dataclasses.asdict(cfg), "classes": names, "test": tensor_digest(test_x, test_y)}
-    train_ids = {name: tensor_digest(x, labels) for _, name, x in todo}
+    train_ids = {(data_name, name): tensor_digest(x, labels) for data_name, name, x in todo}
     runs: list[Run] = []
     for setting in settings:
         for data_name, name, x in todo:
@@ -352,7 +352,7 @@ def evaluate(clean_dir: Path, protected: dict[str, Path], test_dir: Path, cfg: V
                 return Run(data_name, name, setting.adv_radius, setting.defense.label, accs,
                            round(time.perf_counter() - t0, 1), poison_ratio if data_name == "protected" else 0.0)
             key = run_key(**identity, adv_radius=setting.adv_radius, defense=setting.defense.label,
-                          data=data_name, name=name, train=train_ids[name],
+                          data=data_name, name=name, train=train_ids[data_name, name],
                           poison_ratio=poison_ratio if data_name == "protected" else 0.0)
             runs.append(journal.run(key, train))
     report_settings = {"victim": dataclasses.asdict(cfg), "clean": str(clean_dir),
@@ -404,15 +404,16 @@ def evaluate_personal(target_dir: Path, target_protected: Path, background_dir: 
     train_y = torch.cat([bg_y[bg_train], torch.full((len(train_pairs),), target_class)])
     identity = {"scenario": "personal-folder", "victim": dataclasses.asdict(cfg),
                 "evals": tensor_digest(*[t for pair in evals.values() for t in pair])}
-    train_sets = {name: torch.cat([bg_x[bg_train], t]) for name, t in (("clean", clean_t), ("protected", prot_t))}
-    train_ids = {name: tensor_digest(x, train_y) for name, x in train_sets.items()}
+    targets = {"clean": clean_t, "protected": prot_t}
+    train_ids = {name: tensor_digest(bg_x[bg_train], t, train_y) for name, t in targets.items()}
     runs: list[Run] = []
     for setting in settings:
-        for data_name, train_x in train_sets.items():
+        for data_name, target_x in targets.items():
             def train() -> Run:           # called at once, inside this iteration
                 t0 = time.perf_counter()
                 label = f"{setting.label}: {data_name} target"
-                history = train_victim(train_x, train_y, evals, target_class + 1, cfg, setting, device,
+                history = train_victim(torch.cat([bg_x[bg_train], target_x]), train_y, evals, target_class + 1,
+                                       cfg, setting, device,
                                        on_epoch=lambda e: progress(label, e, cfg.epochs))
                 return Run(data_name, data_name, setting.adv_radius, setting.defense.label, history["target"],
                            round(time.perf_counter() - t0, 1),
