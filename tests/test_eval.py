@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
-from unlearnable_cli import evaluate as evaluate_module
+from unlearnable_cli import evaluate as evaluate_module, report as report_module
 from unlearnable_cli.evaluate import match_folders
 from unlearnable_cli.journal import journal_path
 
@@ -158,6 +159,21 @@ def test_eval_without_report_says_nothing_was_kept(folders, monkeypatch):
     monkeypatch.setattr(evaluate_module, "train_victim", interrupted)
     result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test), *TINY])
     assert result.exit_code == 130 and "give --report to make an evaluation resumable" in result.output
+
+
+def test_unwritable_report_keeps_the_finished_victims(folders, tmp_path, monkeypatch):
+    clean, prot, test = folders
+    report = tmp_path / "r.json"
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(report))
+
+    monkeypatch.setattr(report_module, "atomic_path", no_space)
+    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                                 "--report", str(report), *TINY])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "r.json: No space left on device" in result.output and "ratio" in result.output
+    assert len(journal_path(report).read_text().splitlines()) == 2      # both victims kept for a rerun
 
 
 def test_mismatched_folders_are_a_clear_error(folders, tmp_path):

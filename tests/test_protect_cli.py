@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from unlearnable_cli import imageio, manifest, weights
+from unlearnable_cli import atomic, imageio, manifest, weights
 from unlearnable_cli.cli import app
 from unlearnable_cli.imageio import read_image
 from unlearnable_cli.protect import Entry, previous_records
@@ -221,6 +222,19 @@ def test_finished_outputs_whose_class_changed_are_kept_with_a_warning(tmp_path: 
     assert len(warnings) == 1 and warnings[0].startswith("1 image(s) already in")
     assert previous_records(tmp_path, entries, {"generator": {}, "settings": {}}, overwrite=True) == ({}, [])
     assert not (tmp_path / manifest.JOURNAL).exists()
+
+
+def test_a_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Path, tiny_weights: Path,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    save(small("coffee", 16), tmp_path / "in" / "a.png")
+
+    def no_space(a, b):
+        raise OSError(errno.ENOSPC, "No space left on device", str(a), None, str(b))
+
+    monkeypatch.setattr(atomic.os, "replace", no_space)
+    result = run("protect", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "manifest.json: No space left on device" in result.output and "rerun the same command" in result.output
 
 
 def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path: Path, tiny_weights: Path):

@@ -40,6 +40,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return _exit_line("[red]error:[/red]", message, code)
 
 
+def os_failure(e: OSError, kept: str) -> typer.Exit:
+    """A file the run could not write or read (disk full, permissions): name it, say what is kept."""
+    where = e.filename2 or e.filename
+    return fail(f"{where + ': ' if where else ''}{e.strerror or e}; {kept}")
+
+
 def stopped(message: str) -> typer.Exit:
     """A run stopped on request (Ctrl-C, SIGTERM): its work is saved, so not an error; exit 130."""
     return _exit_line("[yellow]stopped:[/yellow]", message, 130)
@@ -114,6 +120,8 @@ def train_generator_cmd(
         raise stopped(str(e))
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
+    except OSError as e:
+        raise os_failure(e, "the last checkpoint is kept, rerun with --resume to continue")
     m = card.metrics
     console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
     console.print("  " + ", ".join(f"{k} {v:.1%}" for k, v in m.items() if k.endswith("_acc")))
@@ -204,6 +212,8 @@ def protect(
         raise stopped("finished images are saved, rerun the same command to do the rest")
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
+    except OSError as e:
+        raise os_failure(e, "finished images are saved, rerun the same command to do the rest")
     for w in summary.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}")
     table = Table(title="protect", show_header=False)
@@ -315,13 +325,20 @@ def eval_cmd(
                       if report else "nothing was kept (give --report to make an evaluation resumable)")
     except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
         raise fail(str(e))
+    except OSError as e:
+        raise os_failure(e, f"finished victims are kept in {journal_path(report)}, rerun the same command"
+                         if report else "nothing was kept")
     if result.reused_runs:
         err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal.path}", highlight=False)
     console.print(results_table(result))
-    if report:
-        write_report(result, report)
-        journal.remove()
-        console.print(f"report: {report}")
-    if plot:
-        plot_curves(result, plot)
-        console.print(f"plot: {plot}")
+    try:
+        if report:
+            write_report(result, report)
+            journal.remove()
+            console.print(f"report: {report}")
+        if plot:
+            plot_curves(result, plot)
+            console.print(f"plot: {plot}")
+    except OSError as e:
+        raise os_failure(e, "the results are in the table above" +
+                         (f" and the finished victims in {journal_path(report)}" if report and journal.path.exists() else ""))
