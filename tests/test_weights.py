@@ -57,8 +57,8 @@ def test_foreign_and_mismatched_files(tmp_path):
     meta = card.to_metadata()
     meta["arch_kwargs"] = json.dumps({"width": 8})         # card says width 8, tensors are width 4
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    from unlearnable_cli.weights import _tensor_digest
-    meta["tensors_sha256"] = _tensor_digest(tensors)
+    from unlearnable_cli.weights import tensors_digest
+    meta["tensors_sha256"] = tensors_digest(tensors)
     bad = tmp_path / "mismatch.safetensors"
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(WeightsError, match="do not fit architecture convnet"):

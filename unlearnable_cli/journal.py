@@ -20,6 +20,8 @@ from typing import Callable, Generic, TypeVar
 
 import torch
 
+from .weights import tensors_digest
+
 T = TypeVar("T")
 
 
@@ -29,13 +31,8 @@ def journal_path(report: Path) -> Path:
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of tensors' shapes, dtypes and bytes: the identity of a training or test set."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """SHA-256 of tensors' shapes, dtypes and bytes (as for weights): a data set's identity."""
+    return tensors_digest({str(i): t for i, t in enumerate(tensors)})
 
 
 def run_key(**parts: object) -> str:

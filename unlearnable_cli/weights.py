@@ -106,7 +106,8 @@ class GeneratorCard:
         return card
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over named tensors' names, dtypes, shapes and bytes, in name order."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -123,14 +124,14 @@ def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def model_digest(model: nn.Module) -> str:
     """SHA-256 of a model's tensors, as recorded in (and checked against) its weights file."""
-    return _tensor_digest(state_tensors(model))
+    return tensors_digest(state_tensors(model))
 
 
 def save_generator(path: Path, model: nn.Module, card: GeneratorCard) -> None:
     """Write weights and card atomically (temporary file, then rename)."""
     tensors = state_tensors(model)
     meta = card.to_metadata()
-    meta["tensors_sha256"] = _tensor_digest(tensors)
+    meta["tensors_sha256"] = tensors_digest(tensors)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -162,7 +163,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
     meta, tensors = _open(path, load=True)
     card = GeneratorCard.from_metadata(meta, path)
     expected = meta.get("tensors_sha256")
-    if expected is None or _tensor_digest(tensors) != expected:
+    if expected is None or tensors_digest(tensors) != expected:
         raise WeightsError(f"{path}: tensor data does not match its recorded SHA-256; "
                            "the file is corrupted or was modified")
     model = card.build()
