@@ -43,7 +43,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def os_failure(e: OSError, kept: str) -> typer.Exit:
     """A file the run could not write or read (disk full, permissions): name it, say what is kept."""
     where = e.filename2 or e.filename
-    return fail(f"{where + ': ' if where else ''}{e.strerror or e}; {kept}")
+    return fail(f"{f'{where}: ' if where else ''}{e.strerror or e}; {kept}")
 
 
 def stopped(message: str) -> typer.Exit:
