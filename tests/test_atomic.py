@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from unlearnable_cli.atomic import atomic_path
+from unlearnable_cli.atomic import append_lines, atomic_path
 from unlearnable_cli.weights import save_generator
 
 from conftest import tiny_model
@@ -26,6 +26,16 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_append_lines_ends_a_line_cut_short_by_a_crash_before_appending(tmp_path):
+    path = tmp_path / "sub" / "journal.jsonl"
+    append_lines(path, ["one", "two"])
+    with open(path, "a") as f:
+        f.write('{"cut sh')                                  # a crash mid-line
+    append_lines(path, ["three"])
+    append_lines(path, [])
+    assert path.read_text().splitlines() == ["one", "two", '{"cut sh', "three"]
 
 
 def test_successful_write_replaces_and_creates_parents(tmp_path):

@@ -137,6 +137,10 @@ def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, m
     stop["at"] = 2
     result = runner.invoke(app, [*args, "--seed", "1", "--report", str(report)])
     assert result.exit_code == 130 and calls == [0.0, 0.0], "another seed reused a victim"
+    lines = partial.read_text().splitlines()
+    assert lines[2] == '{"key": "cut sh' and all("key" in json.loads(line) for line in lines[3:]), \
+        "a victim journaled after the crash fragment was glued onto it"
+    assert len(lines) == 4                                    # the seed-1 run finished one victim
 
     calls.clear()
     stop["at"] = 0

@@ -224,6 +224,14 @@ def test_finished_outputs_whose_class_changed_are_kept_with_a_warning(tmp_path: 
     assert not (tmp_path / manifest.JOURNAL).exists()
 
 
+def test_a_record_journaled_after_a_crash_fragment_is_kept(tmp_path: Path):
+    manifest.append_journal(tmp_path / manifest.MANIFEST, [{"source": "a.jpg"}])
+    with open(tmp_path / manifest.JOURNAL, "a") as f:
+        f.write('{"source": "b.jp')                           # a record cut short by a crash
+    manifest.append_journal(tmp_path / manifest.MANIFEST, [{"source": "c.jpg"}, {"source": "d.jpg"}])
+    assert set(manifest.load_records(tmp_path / manifest.MANIFEST)) == {"a.jpg", "c.jpg", "d.jpg"}
+
+
 def test_a_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Path, tiny_weights: Path,
                                                      monkeypatch: pytest.MonkeyPatch):
     save(small("coffee", 16), tmp_path / "in" / "a.png")

@@ -1,5 +1,9 @@
 """Atomic file writes: an interrupted run leaves the old file or the new one, never half a file.
 
+Journals (protect's finished images, eval's finished victims) are instead appended to
+line by line with :func:`append_lines`, which is durable but not atomic: a crash may
+leave a last line cut short, which readers skip.
+
 Every output of the tool (protected PNGs, manifest, generator weights, checkpoints,
 the training log when a resume trims it, eval reports and plots) is written to a hidden temporary sibling and renamed over its final name.
 The finished file gets the permissions a plain ``open()`` would give it (``0666`` minus
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 # Read once, at import (before any worker thread exists): os.umask can only be read by setting it.
 _UMASK = os.umask(0)
@@ -33,3 +37,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def append_lines(path: Path, lines: Iterable[str]) -> None:
+    """Append text lines to ``path`` and fsync, so they survive a crash right after.
+
+    If a crash cut the file's last line short, a newline ends that fragment first:
+    otherwise the first new line would be glued onto it and lost with it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        cut_short = False
+        if end:                                  # append mode writes at the end wherever we read
+            f.seek(end - 1)
+            cut_short = f.read(1) != b"\n"
+        f.write((("\n" if cut_short else "") + "".join(line + "\n" for line in lines)).encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())

@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 import torch
 
+from .atomic import append_lines
 from .weights import tensors_digest
 
 T = TypeVar("T")
@@ -51,14 +51,12 @@ class RunJournal(Generic[T]):
         self.path, self.record_type = path, record_type
         self.done: dict[str, T] = {}
         self.reused = 0
-        self._cut_short = False
         if path is None or not path.exists():
             return
         try:
             text = path.read_text()
         except (OSError, ValueError):
             return
-        self._cut_short = bool(text) and not text.endswith("\n")
         names = {f.name for f in dataclasses.fields(record_type)}  # type: ignore[arg-type]
         for line in text.splitlines():
             try:
@@ -74,13 +72,7 @@ class RunJournal(Generic[T]):
             return self.done[key]
         result = train()
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(("\n" if self._cut_short else "")
-                        + json.dumps({"key": key, "run": dataclasses.asdict(result)}) + "\n")  # type: ignore[call-overload]
-                f.flush()
-                os.fsync(f.fileno())
-            self._cut_short = False
+            append_lines(self.path, [json.dumps({"key": key, "run": dataclasses.asdict(result)})])  # type: ignore[call-overload]
         self.done[key] = result
         return result
 

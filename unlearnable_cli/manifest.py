@@ -15,13 +15,12 @@ promise the manifest states).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import append_lines, atomic_path
 from .config import ProtectConfig
 from .noise import NoiseConfig
 from .weights import GeneratorCard
@@ -111,10 +110,7 @@ def load_records(path: Path) -> dict[str, Record]:
 
 def append_journal(path: Path, records: list[Record]) -> None:
     """Append finished records to the journal beside the manifest, durably."""
-    with open(path.parent / JOURNAL, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
+    append_lines(path.parent / JOURNAL, (json.dumps(r) for r in records))
 
 
 def write(path: Path, head: dict[str, object], records: dict[str, Record],
