@@ -61,13 +61,16 @@ def make_subset(work: Path, per_class: int) -> Path:
 
 def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]) -> Path:
     """Protect the subset (resumes and skips finished images); log each call's wall time.
-    A call that starts from an empty output folder starts a fresh log (a redo, not a resume)."""
+    A call that starts from an empty output folder starts a fresh log (a redo, not a resume);
+    a call that finds every image done is not logged."""
     out = work / f"protected-{name}"
     resumed = (out / "manifest.json").exists()
     seconds = cli("protect", str(subset), "-o", str(out), "--weights", str(weights), "--quiet", *extra)
     images = json.loads((out / "manifest.json").read_text())["images"]
     timing = PARTS / f"protect-{name}.json"
     calls = json.loads(timing.read_text())["calls"] if timing.exists() and resumed else []
+    if calls and calls[-1]["images_done"] == len(images):
+        return out                  # nothing left to protect: a check, not protect time
     calls.append({"seconds": round(seconds, 1), "images_done": len(images)})
     PARTS.mkdir(parents=True, exist_ok=True)
     timing.write_text(json.dumps({
