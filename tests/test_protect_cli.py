@@ -245,6 +245,23 @@ def test_a_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Path, tiny_weigh
     assert "manifest.json: No space left on device" in result.output and "rerun the same command" in result.output
 
 
+def test_hidden_files_and_folders_are_ignored_with_a_warning(tmp_path: Path, tiny_weights: Path):
+    src = tmp_path / "photos"
+    save(small("coffee", 16), src / "a.png")
+    save(small("rocket", 16), src / ".thumbnails" / "a.png")          # a hidden folder's copy
+    save(small("chelsea", 16), src / ".secret.png")
+    (src / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS AppleDouble metadata
+    result = run("protect", src, "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "failed                 │ 0" in result.output and "processed              │ 1" in result.output
+    assert "3 hidden file(s) or folder(s) ignored" in result.output and "._a.png" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["a.png"]
+    only_hidden = tmp_path / "only-hidden"
+    save(small("coffee", 16), only_hidden / ".a.png")
+    result = run("protect", only_hidden, "--weights", tiny_weights, *FAST)
+    assert result.exit_code == 1 and "no images found" in result.output and "1 hidden" in result.output
+
+
 def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path: Path, tiny_weights: Path):
     src = tmp_path / "photos"
     save(small("coffee", 40), src / "a.png")

@@ -62,15 +62,26 @@ class DecodedImage:
         return self.pixels.shape[2] == 1
 
 
-def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
-    """All image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree."""
+def find_images(root: Path, exclude: Path | None = None, hidden: list[Path] | None = None) -> list[Path]:
+    """All image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree.
+
+    Hidden entries (names starting with ".") are skipped as the class folders of a data
+    set are: macOS leaves ``._NAME.jpg`` metadata files beside photos copied to other
+    disks (not images, so each would fail), and hidden folders hold thumbnails, trash or
+    version control, not the user's photos.  Skipped image files and folders are appended
+    to ``hidden`` when given, so a caller can say what it ignored.
+    """
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         if exclude is not None:
             dirnames[:] = [d for d in dirnames if not _same_path(here / d, exclude)]
         dirnames.sort()
-        found.extend(here / f for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+        images = [f for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        if hidden is not None:
+            hidden.extend(here / n for n in dirnames + images if n.startswith("."))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(here / f for f in images if not f.startswith("."))
     return found
 
 

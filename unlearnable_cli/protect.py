@@ -286,10 +286,14 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     except ValueError as e:
         raise ConfigError(str(e)) from e
     check_folders(input_dir, output_dir)
-    files = find_images(input_dir, exclude=output_dir)
+    hidden: list[Path] = []
+    files = find_images(input_dir, exclude=output_dir, hidden=hidden)
+    ignored = (f"{len(hidden)} hidden file(s) or folder(s) ignored (names starting with '.', such as "
+               f"macOS '._' files): {', '.join(p.relative_to(input_dir).as_posix() for p in hidden[:3])}"
+               + (", …" if len(hidden) > 3 else ""))
     if not files:
         raise ConfigError(f"{input_dir}: no images found (looked for "
-                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif)")
+                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif)" + (f"; {ignored}" if hidden else ""))
     rels = [f.relative_to(input_dir).as_posix() for f in files]
     entries = [Entry(f, r, o) for f, r, o in zip(files, rels, output_names(rels))]
     if cfg.labels == labelling.NAMES:     # folder names are known before any image is decoded
@@ -305,6 +309,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
 
     protector = Protector(model, card, cfg, device)
     entries, summary.warnings = scan(entries, protector, cfg, failed)
+    summary.warnings += [ignored] if hidden else []
     manifest_path = output_dir / manifest.MANIFEST
     header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
                              protector.noise_config, cfg, device)
