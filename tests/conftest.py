@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, features
 
 from unlearnable_cli.weights import GeneratorCard, save_generator
 
@@ -77,7 +77,8 @@ def small(name: str, size: int = 96) -> Image.Image:
 
 
 def exif_rotated_jpeg(path: Path) -> Path:
-    """A 60x40 (W x H) JPEG with EXIF orientation 6 (display rotated 90° clockwise)."""
+    """A 60x40 (W x H) photo with EXIF orientation 6 (display rotated 90° clockwise);
+    JPEG unless ``path``'s suffix names another format (HEIC for a phone's photo)."""
     img = small("astronaut", 60).resize((60, 40))
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -102,6 +103,10 @@ def photo_folder(tmp_path: Path) -> Path:
     arr16 = (np.asarray(small("camera").convert("L")).astype(np.uint16) * 257)
     save(Image.fromarray(arr16), root / "gray16.png")
     exif_rotated_jpeg(root / "rotated.jpg")
+    exif_rotated_jpeg(root / "alice" / "phone.heic")                  # an iPhone's default format
+    if features.check("avif"):
+        save(small("rocket", 48), root / "bob" / "still.avif", quality=90)
+    (root / "alice" / "IMG_0001.CR2").write_bytes(b"II*\x00 camera raw")  # passed over, with a warning
     save(small("astronaut", 48), root / "ünïcödé 照片.bmp")
     save(small("coffee", 40), root / "dup.jpg", quality=95)
     save(small("chelsea", 40), root / "dup.png")

@@ -65,6 +65,7 @@ def test_protects_a_real_photo_folder(photo_folder: Path, tiny_weights: Path, tm
     for bad in BAD_FILES:
         assert f"{photo_folder / bad}:" in result.output
     assert "3 file(s) could not be protected" in result.output
+    assert "1 camera-raw file(s) not protected" in result.output and "alice/IMG_0001.CR2" in result.output
     assert digests(photo_folder) == originals, "an original was modified"
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -94,6 +95,7 @@ def test_protects_a_real_photo_folder(photo_folder: Path, tiny_weights: Path, tm
         assert "exif" not in info, f"{src}: EXIF kept without --keep-exif"
         assert rec["psnr"] > 30 and rec["loss_after"] <= rec["loss_before"] + 1e-6, src
     assert records["gray.png"]["channels"] == "gray" and records["gray16.png"]["channels"] == "gray"
+    assert (records["alice/phone.heic"]["width"], records["alice/phone.heic"]["height"]) == (40, 60)  # upright
     with Image.open(out / "with_icc.png") as img:
         assert img.info.get("icc_profile") == icc
     # images directly in one folder share a class; the two named folders get different ones

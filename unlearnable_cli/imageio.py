@@ -12,7 +12,7 @@ reason.  Decisions (documented in the README):
   colour spaces become RGB; a CMYK ICC profile is dropped, as it cannot describe RGB.
 - 16-bit images are reduced to 8 bits by rounding v / 257; the output is 8-bit and
   the noise bound holds against that 8-bit version.
-- Animated GIFs: the first frame.
+- Animated GIFs: the first frame.  HEIC/HEIF: the primary image, upright, 8-bit.
 - More than ``max_pixels`` pixels is refused before decoding (decompression bombs);
   Pillow's own guard (about 89 megapixels) is a hard upper limit.
 """
@@ -25,12 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .atomic import atomic_path
 
-#: File suffixes treated as images (compared case-insensitively).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+pillow_heif.register_heif_opener()
+
+#: File suffixes treated as images (compared case-insensitively).  HEIC/HEIF (the iPhone's
+#: default) is decoded by pillow-heif, AVIF by Pillow 11.3 or newer.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                            ".gif", ".heic", ".heif", ".avif"})
+
+#: Camera-raw suffixes: photos, but undecodable here; ``protect`` says it passed them over.
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
+                          ".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".rwl"})
 
 #: Default limit on decoded pixels (width x height): 50 megapixels.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -62,27 +71,41 @@ class DecodedImage:
         return self.pixels.shape[2] == 1
 
 
-def find_images(root: Path, exclude: Path | None = None, hidden: list[Path] | None = None) -> list[Path]:
-    """All image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree.
+@dataclass
+class FolderScan:
+    """What a folder holds: the images to use, and what was passed over (to say so)."""
+
+    images: list[Path]
+    hidden: list[Path]     # hidden image files and folders, not searched
+    raw: list[Path]        # camera-raw files: images, but not decodable here
+
+
+def scan_folder(root: Path, exclude: Path | None = None) -> FolderScan:
+    """Image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree.
 
     Hidden entries (names starting with ".") are skipped as the class folders of a data
     set are: macOS leaves ``._NAME.jpg`` metadata files beside photos copied to other
     disks (not images, so each would fail), and hidden folders hold thumbnails, trash or
-    version control, not the user's photos.  Skipped image files and folders are appended
-    to ``hidden`` when given, so a caller can say what it ignored.
+    version control, not the user's photos.
     """
-    found = []
+    scan = FolderScan([], [], [])
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         if exclude is not None:
             dirnames[:] = [d for d in dirnames if not _same_path(here / d, exclude)]
         dirnames.sort()
         images = [f for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-        if hidden is not None:
-            hidden.extend(here / n for n in dirnames + images if n.startswith("."))
+        scan.hidden.extend(here / n for n in dirnames + images if n.startswith("."))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(here / f for f in images if not f.startswith("."))
-    return found
+        scan.images.extend(here / f for f in images if not f.startswith("."))
+        scan.raw.extend(here / f for f in sorted(filenames)
+                        if Path(f).suffix.lower() in RAW_SUFFIXES and not f.startswith("."))
+    return scan
+
+
+def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
+    """The image files :func:`scan_folder` finds under ``root``."""
+    return scan_folder(root, exclude).images
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -157,6 +180,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
     except ImageReadError:
         raise
     except UnidentifiedImageError as e:
+        if path.suffix.lower() == ".avif" and not features.check("avif"):
+            raise ImageReadError(path, "AVIF needs Pillow 11.3 or newer (pip install -U pillow)") from e
         raise ImageReadError(path, "not a recognized image (unknown or corrupt format)") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"exceeds Pillow's pixel limit of {Image.MAX_IMAGE_PIXELS:,} "

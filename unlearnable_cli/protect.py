@@ -26,7 +26,7 @@ from torch import nn
 
 from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
-from .imageio import DecodedImage, ImageReadError, find_images, read_image, write_png
+from .imageio import DecodedImage, FolderScan, ImageReadError, read_image, scan_folder, write_png
 from .metrics import psnr
 from .noise import ErrorMinimizingNoise, Method, NoiseConfig
 from .weights import GeneratorCard, model_digest
@@ -270,6 +270,22 @@ def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, o
     return records, warnings
 
 
+def passed_over_warnings(found: FolderScan, root: Path) -> list[str]:
+    """One line for each kind of file the scan passed over, naming the first few."""
+
+    def names(paths: list[Path]) -> str:
+        return ", ".join(p.relative_to(root).as_posix() for p in paths[:3]) + (", …" if len(paths) > 3 else "")
+
+    lines = []
+    if found.hidden:
+        lines.append(f"{len(found.hidden)} hidden file(s) or folder(s) ignored (names starting with '.', "
+                     f"such as macOS '._' files): {names(found.hidden)}")
+    if found.raw:
+        lines.append(f"{len(found.raw)} camera-raw file(s) not protected (export them to JPEG, PNG or "
+                     f"TIFF first): {names(found.raw)}")
+    return lines
+
+
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
                    cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
                    on_error: Callable[[str, str], None] = lambda rel, reason: None,
@@ -286,14 +302,12 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     except ValueError as e:
         raise ConfigError(str(e)) from e
     check_folders(input_dir, output_dir)
-    hidden: list[Path] = []
-    files = find_images(input_dir, exclude=output_dir, hidden=hidden)
-    ignored = (f"{len(hidden)} hidden file(s) or folder(s) ignored (names starting with '.', such as "
-               f"macOS '._' files): {', '.join(p.relative_to(input_dir).as_posix() for p in hidden[:3])}"
-               + (", …" if len(hidden) > 3 else ""))
+    found = scan_folder(input_dir, exclude=output_dir)
+    files, passed_over = found.images, passed_over_warnings(found, input_dir)
     if not files:
         raise ConfigError(f"{input_dir}: no images found (looked for "
-                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif)" + (f"; {ignored}" if hidden else ""))
+                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif, heic, avif)"
+                          + "".join(f"; {w}" for w in passed_over))
     rels = [f.relative_to(input_dir).as_posix() for f in files]
     entries = [Entry(f, r, o) for f, r, o in zip(files, rels, output_names(rels))]
     if cfg.labels == labelling.NAMES:     # folder names are known before any image is decoded
@@ -309,7 +323,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
 
     protector = Protector(model, card, cfg, device)
     entries, summary.warnings = scan(entries, protector, cfg, failed)
-    summary.warnings += [ignored] if hidden else []
+    summary.warnings += passed_over
     manifest_path = output_dir / manifest.MANIFEST
     header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
                              protector.noise_config, cfg, device)
