@@ -116,3 +116,19 @@ def test_chunking_does_not_change_the_gradient_direction():
     whole = ErrorMinimizingNoise(model, replace(cfg, max_forward=1000))(x, y, torch.Generator().manual_seed(0))
     parts = ErrorMinimizingNoise(model, replace(cfg, max_forward=6))(x, y, torch.Generator().manual_seed(0))
     assert torch.allclose(whole, parts, atol=1e-6)
+
+
+def test_grayscale_draws_make_the_noise_luminance_only():
+    """With every draw seen in grayscale, the gradient reaches each channel only through
+    the luma, so from a zero start all three channels take the same steps."""
+    model, _ = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    x = 0.1 + 0.8 * torch.rand(4, 3, 32, 32, generator=g)          # no clipping at 0 or 1
+    y = torch.randint(0, 10, (4,), generator=g)
+    zero = torch.zeros_like(x)
+    for p, same in ((1.0, True), (0.0, False)):
+        cfg = NoiseConfig(steps=3, eot_samples=2, grayscale_draws=p)
+        delta = ErrorMinimizingNoise(model, cfg)(x, y, torch.Generator().manual_seed(1), init=zero)
+        assert delta.abs().max() > 0
+        channels_equal = torch.equal(delta[:, 0], delta[:, 1]) and torch.equal(delta[:, 1], delta[:, 2])
+        assert channels_equal == same, p

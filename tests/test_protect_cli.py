@@ -194,6 +194,7 @@ def test_rerun_with_another_generator_or_settings_is_refused_not_mixed(tmp_path:
     for extra, message in [(["--weights", tiny_weights, "--radius", "4"], "radius_levels: 8 → 4"),
                            (["--weights", tiny_weights, "--seed", "3"], "seed: 0 → 3"),
                            (["--weights", tiny_weights, "--labels", "cat"], "labels: folders → cat"),
+                           (["--weights", tiny_weights, "--eot-grayscale", "0.5"], "eot_grayscale: 0.0 → 0.5"),
                            (["--weights", other], "generator tensors_sha256")]:
         result = run("protect", src, "-o", out, *extra, *FAST)
         assert result.exit_code == 1, (extra, result.output)
@@ -224,6 +225,29 @@ def test_finished_outputs_whose_class_changed_are_kept_with_a_warning(tmp_path: 
     assert len(warnings) == 1 and warnings[0].startswith("1 image(s) already in")
     assert previous_records(tmp_path, entries, {"generator": {}, "settings": {}}, overwrite=True) == ({}, [])
     assert not (tmp_path / manifest.JOURNAL).exists()
+
+
+def test_eot_grayscale_keeps_the_bound_and_is_compared_with_older_manifests(tmp_path: Path, tiny_weights: Path):
+    src = tmp_path / "in"
+    save(small("coffee", 40), src / "a.png")
+    save(small("camera", 40), src / "gray.png")
+    out = tmp_path / "out"
+    result = run("protect", src, "-o", out, "--weights", tiny_weights, "--eot-grayscale", "1", *FAST)
+    assert result.exit_code == 0, result.output
+    body = json.loads((out / "manifest.json").read_text())
+    assert body["settings"]["eot_grayscale"] == 1.0
+    for rec in body["images"]:
+        with Image.open(out / rec["output"]) as img:
+            arr = np.asarray(img).astype(int)
+        original = read_image(src / rec["source"]).pixels.astype(int)
+        assert np.abs(arr.reshape(original.shape) - original).max() == rec["linf"] <= 8
+    # A manifest from before the option existed was made without grayscale draws.
+    older = {"generator": {}, "settings": {"steps": 10}}
+    current = {"generator": {}, "settings": {"steps": 10, "eot_grayscale": 0.5}}
+    assert manifest.settings_differences(older, current) == ["eot_grayscale: 0.0 → 0.5"]
+    current["settings"]["eot_grayscale"] = 0.0
+    assert manifest.settings_differences(older, current) == []
+    assert run("protect", src, "--weights", tiny_weights, "--eot-grayscale", "2", *FAST).exit_code == 1
 
 
 def test_a_record_journaled_after_a_crash_fragment_is_kept(tmp_path: Path):

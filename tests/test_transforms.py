@@ -86,3 +86,14 @@ def test_scale_and_shift_stay_within_the_spec():
     # the visible window covers at least 0.8 of the side minus the largest shift (4/32 of 320)
     spans = (p.rows > 0).any(1).sum(-1)
     assert spans.min() >= 0.8 * 320 - 40 and spans.max() <= 320
+
+
+def test_grayscale_where_is_the_eval_defense_on_the_chosen_draws_only():
+    from unlearnable_cli.defenses import grayscale
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    which = torch.tensor([True, False, True, False])
+    out = transforms.grayscale_where(x, which)
+    assert torch.allclose(out[which], grayscale(x.detach()[which]), atol=1e-6)
+    assert torch.equal(out[~which], x[~which])
+    out.sum().backward()                       # differentiable: the noise's gradient passes through
+    assert torch.allclose(x.grad[0, :, 0, 0], torch.tensor(transforms.LUMA) * 3, atol=1e-6)

@@ -170,6 +170,7 @@ def protect(
     step_size: Annotated[Optional[float], typer.Option(help="α_u in levels (default radius/5).")] = None,
     eot_samples: Annotated[Optional[int], typer.Option(help="J: random transformations averaged per step (default 5).")] = None,
     random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in levels (default: the generator's ρ_a).")] = None,
+    eot_grayscale: Annotated[float, typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (see README).")] = 0.0,
     labels: Annotated[str, typer.Option(help="folders | names | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
     batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
     device: DeviceOpt = Device.AUTO,
@@ -191,7 +192,7 @@ def protect(
                         step_size=None if step_size is None else levels(step_size),
                         eot_samples=eot_samples,
                         random_radius=None if random_radius is None else levels(random_radius),
-                        labels=labels, batch_size=batch_size, seed=seed, overwrite=overwrite,
+                        eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed, overwrite=overwrite,
                         keep_exif=keep_exif, max_pixels=max_pixels)
 
     def report_failure(rel: str, reason: str) -> None:

@@ -172,6 +172,7 @@ class ProtectConfig:
     step_size: float | None = None
     eot_samples: int | None = None
     random_radius: float | None = None
+    eot_grayscale: float = 0.0            # chance a draw t_j is also seen in grayscale (0: never)
     labels: str = "folders"
     batch_size: int = 32
     max_batch_pixels: int = 1 << 22       # large photos are protected a few at a time
@@ -193,6 +194,7 @@ class ProtectConfig:
             (self.step_size is None or self.step_size > 0, "--step-size must be positive"),
             (self.eot_samples is None or self.eot_samples >= 1, "--eot-samples must be at least 1"),
             (self.random_radius is None or self.random_radius >= 0, "--random-radius must not be negative"),
+            (0 <= self.eot_grayscale <= 1, "--eot-grayscale must be in [0, 1]"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.max_pixels >= 1, "--max-pixels must be positive"),
         ]

@@ -32,6 +32,8 @@ JOURNAL = ".manifest.journal.jsonl"
 #: strongly it protects, so a run may be resumed with other values (a smaller batch
 #: after running out of memory, the GPU after the CPU).
 RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
+#: Settings added since the first manifests, with the value older versions always used.
+SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0}
 #: What identifies the generator; its path may change when the file is moved.
 GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "dataset", "classes", "tensors_sha256")
 
@@ -50,6 +52,7 @@ def header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: G
                       "tensors_sha256": digest},
         "settings": {"radius_levels": cfg.radius_levels, "steps": nc.steps,
                      "step_size_levels": round(nc.step_size * 255, 4), "eot_samples": nc.eot_samples,
+                     "eot_grayscale": nc.grayscale_draws,
                      "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
                      "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
                      "device": str(device)},
@@ -60,7 +63,8 @@ def settings_differences(previous: dict[str, object] | None, current: dict[str, 
     """``"key: old → new"`` for every generator or setting that differs between two headers.
 
     Settings in :data:`RESUMABLE_SETTINGS` and the generator's path are not compared.
-    A key the previous header lacks (written by an older version) is not compared.
+    A key the previous header lacks (written by an older version) is compared as the
+    value that version always used, if known (:data:`SETTINGS_BEFORE_THEY_EXISTED`).
     """
     if not previous:
         return []
@@ -68,6 +72,8 @@ def settings_differences(previous: dict[str, object] | None, current: dict[str, 
     for section, keys in (("generator", GENERATOR_IDENTITY),
                           ("settings", [k for k in current["settings"] if k not in RESUMABLE_SETTINGS])):  # type: ignore[union-attr]
         old, new = previous.get(section) or {}, current[section]
+        if section == "settings":
+            old = {**SETTINGS_BEFORE_THEY_EXISTED, **old}  # type: ignore[dict-item]
         for key in keys:
             if key in old and old[key] != new[key]:  # type: ignore[index,operator]
                 diffs.append(f"{'generator ' if section == 'generator' else ''}{key}: "

@@ -58,6 +58,7 @@ class NoiseConfig:
     adv_step_size: float = 0.8 / 255  # α_a, REM's inner PGD step
     adv_steps: int = 10              # K_a, REM's inner PGD steps
     transform: transforms.TransformSpec = transforms.TransformSpec()
+    grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
     max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
 
 
@@ -106,10 +107,14 @@ class ErrorMinimizingNoise:
                 delta.requires_grad_(True)
                 params = transforms.sample_params(cfg.transform, n, (h, w), self.input_hw,
                                                   generator, images.device)
+                gray = (torch.rand(n, generator=generator) < cfg.grayscale_draws).to(images.device) \
+                    if cfg.grayscale_draws > 0 else None
                 grad = torch.zeros_like(delta)
                 for start in range(0, n, chunk):
                     part = slice(start, start + chunk)
                     xt = transforms.apply(images + delta, params[part])
+                    if gray is not None:
+                        xt = transforms.grayscale_where(xt, gray[part])
                     r = self._random_perturbation(xt, y[part], generator)
                     loss = F.cross_entropy(self.model(xt + r), y[part], reduction="sum")
                     grad += torch.autograd.grad(loss, delta)[0]

@@ -147,7 +147,7 @@ class Protector:
             random_radius=card.adv_radius if cfg.random_radius is None else cfg.random_radius,
             adv_step_size=float(hyper.get("adv_step_size", 0.8 / 255)),
             adv_steps=int(hyper.get("adv_steps", 10)),
-            transform=spec)
+            transform=spec, grayscale_draws=cfg.eot_grayscale)
         self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size))
 
     def thumbnails(self, images: torch.Tensor) -> torch.Tensor:

@@ -171,3 +171,15 @@ def _crop(x: torch.Tensor, p: CropParams) -> torch.Tensor:
     index = (plane[:, :, None, None] * hp + rows[:, None, :, None]) * wp + cols[:, None, None, :]
     out = xp.reshape(-1)[index.reshape(-1)].view(n, c, h, w)
     return out.contiguous(memory_format=torch.channels_last)
+
+
+#: ITU-R BT.601 luma weights, as in kornia's and Pillow's RGB-to-grayscale conversions.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def grayscale_where(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(N, 3, H, W)`` with the images where ``which`` ``(N,)`` is True replaced by
+    their luma on all three channels (what a trainer's grayscale conversion leaves)."""
+    luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    gray = (x * luma).sum(1, keepdim=True).expand_as(x)
+    return torch.where(which.view(-1, 1, 1, 1), gray, x)
