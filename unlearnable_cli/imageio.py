@@ -33,7 +33,7 @@ from .atomic import atomic_path
 pillow_heif.register_heif_opener()
 
 #: File suffixes treated as images (compared case-insensitively).  HEIC/HEIF (the iPhone's
-#: default) is decoded by pillow-heif, AVIF by Pillow 11.3 or newer.
+#: default) is decoded by pillow-heif, AVIF by a Pillow built with it (recent wheels are).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff",
                             ".gif", ".heic", ".heif", ".avif"})
 
@@ -181,7 +181,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
         raise
     except UnidentifiedImageError as e:
         if path.suffix.lower() == ".avif" and not features.check("avif"):
-            raise ImageReadError(path, "AVIF needs Pillow 11.3 or newer (pip install -U pillow)") from e
+            raise ImageReadError(path, "this Pillow cannot decode AVIF "
+                                       "(recent Pillow wheels can: pip install -U pillow)") from e
         raise ImageReadError(path, "not a recognized image (unknown or corrupt format)") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"exceeds Pillow's pixel limit of {Image.MAX_IMAGE_PIXELS:,} "

@@ -1,6 +1,9 @@
 """Probe (session 20): protect the 10k subset with a fraction of the EOT draws t_j seen in
 grayscale (NoiseConfig.grayscale_draws), so the noise must also minimize the loss after a
-trainer's grayscale conversion. Usage: grayscale_eot_probe.py OUT P WEIGHTS."""
+trainer's grayscale conversion. Usage: grayscale_eot_probe.py OUT P WEIGHTS.
+
+Only valid before `protect --eot-grayscale` existed (it ran so in s20b.sh): Protector now
+passes grayscale_draws itself, which overrides the patched default. Use the option instead."""
 import functools
 import sys
 import time

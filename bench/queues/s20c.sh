@@ -1,4 +1,9 @@
 #!/bin/bash
+# INVALID RUN, kept as it ran: by the time it started, Protector passed grayscale_draws from
+# ProtectConfig explicitly, which overrode the probe script's patched default, so the
+# "0.25" protect was a plain default one (its 10,000 PNGs were byte-identical to the
+# session-19 protect of the same generator, and its victim to the benchmark's). Its outputs
+# were deleted; s20d.sh reran this point with the real `protect --eot-grayscale 0.25`.
 # session 20 probe, second point: a quarter of the EOT draws in grayscale (--eot-grayscale 0.25),
 # seed-1 replica first, then the shipped generator; victims standard and grayscale, as in s20b.sh.
 cd /work/main
