@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from unlearnable_cli.atomic import append_lines, atomic_path
+from unlearnable_cli.atomic import append_json_lines, atomic_path, read_json_lines
 from unlearnable_cli.weights import save_generator
 
 from conftest import tiny_model
@@ -28,14 +28,16 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["out.json"]
 
 
-def test_append_lines_ends_a_line_cut_short_by_a_crash_before_appending(tmp_path):
+def test_append_json_lines_ends_a_line_cut_short_by_a_crash_before_appending(tmp_path):
     path = tmp_path / "sub" / "journal.jsonl"
-    append_lines(path, ["one", "two"])
+    append_json_lines(path, [{"n": 1}, {"n": 2}])
     with open(path, "a") as f:
         f.write('{"cut sh')                                  # a crash mid-line
-    append_lines(path, ["three"])
-    append_lines(path, [])
-    assert path.read_text().splitlines() == ["one", "two", '{"cut sh', "three"]
+    append_json_lines(path, [{"n": 3}])
+    append_json_lines(path, [])
+    assert path.read_text().splitlines() == ['{"n": 1}', '{"n": 2}', '{"cut sh', '{"n": 3}']
+    assert read_json_lines(path) == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert read_json_lines(tmp_path / "missing.jsonl") == []
 
 
 def test_successful_write_replaces_and_creates_parents(tmp_path):

@@ -1,7 +1,7 @@
 """Atomic file writes: an interrupted run leaves the old file or the new one, never half a file.
 
 Journals (protect's finished images, eval's finished victims) are instead appended to
-line by line with :func:`append_lines`, which is durable but not atomic: a crash may
+line by line with :func:`append_json_lines`, which is durable but not atomic: a crash may
 leave a last line cut short, which readers skip.
 
 Every output of the tool (protected PNGs, manifest, generator weights, checkpoints,
@@ -13,10 +13,11 @@ trained for sharing unreadable by anyone else.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 # Read once, at import (before any worker thread exists): os.umask can only be read by setting it.
 _UMASK = os.umask(0)
@@ -39,8 +40,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def append_lines(path: Path, lines: Iterable[str]) -> None:
-    """Append text lines to ``path`` and fsync, so they survive a crash right after.
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a journal written by :func:`append_json_lines`, in order.
+
+    A missing or unreadable file reads as empty; a line a crash cut short (or any line
+    that is not a JSON object) is skipped.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return []
+    objects = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            objects.append(obj)
+    return objects
+
+
+def append_json_lines(path: Path, objects: Iterable[object]) -> None:
+    """Append one JSON line per object to ``path`` and fsync, so they survive a crash right after.
 
     If a crash cut the file's last line short, a newline ends that fragment first:
     otherwise the first new line would be glued onto it and lost with it.
@@ -52,6 +74,6 @@ def append_lines(path: Path, lines: Iterable[str]) -> None:
         if end:                                  # append mode writes at the end wherever we read
             f.seek(end - 1)
             cut_short = f.read(1) != b"\n"
-        f.write((("\n" if cut_short else "") + "".join(line + "\n" for line in lines)).encode("utf-8"))
+        f.write((("\n" if cut_short else "") + "".join(json.dumps(o) + "\n" for o in objects)).encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())

@@ -19,7 +19,7 @@ from typing import Callable, Generic, TypeVar
 
 import torch
 
-from .atomic import append_lines
+from .atomic import append_json_lines, read_json_lines
 from .weights import tensors_digest
 
 T = TypeVar("T")
@@ -51,18 +51,13 @@ class RunJournal(Generic[T]):
         self.path, self.record_type = path, record_type
         self.done: dict[str, T] = {}
         self.reused = 0
-        if path is None or not path.exists():
-            return
-        try:
-            text = path.read_text()
-        except (OSError, ValueError):
+        if path is None:
             return
         names = {f.name for f in dataclasses.fields(record_type)}  # type: ignore[arg-type]
-        for line in text.splitlines():
+        for record in read_json_lines(path):
             try:
-                record = json.loads(line)
                 self.done[record["key"]] = record_type(**{k: v for k, v in record["run"].items() if k in names})
-            except (ValueError, KeyError, TypeError):
+            except (KeyError, TypeError, AttributeError):
                 continue
 
     def run(self, key: str, train: Callable[[], T]) -> T:
@@ -72,7 +67,7 @@ class RunJournal(Generic[T]):
             return self.done[key]
         result = train()
         if self.path is not None:
-            append_lines(self.path, [json.dumps({"key": key, "run": dataclasses.asdict(result)})])  # type: ignore[call-overload]
+            append_json_lines(self.path, [{"key": key, "run": dataclasses.asdict(result)}])  # type: ignore[call-overload]
         self.done[key] = result
         return result
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .atomic import append_lines, atomic_path
+from .atomic import append_json_lines, atomic_path, read_json_lines
 from .config import ProtectConfig
 from .noise import NoiseConfig
 from .weights import GeneratorCard
@@ -101,22 +101,15 @@ def load_records(path: Path) -> dict[str, Record]:
         records = {r["source"]: r for r in json.loads(path.read_text())["images"]}
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    try:
-        lines = (path.parent / JOURNAL).read_text().splitlines()
-    except (OSError, ValueError):
-        return records
-    for line in lines:
-        try:
-            record = json.loads(line)
+    for record in read_json_lines(path.parent / JOURNAL):
+        if isinstance(record.get("source"), str):
             records[record["source"]] = record
-        except (ValueError, KeyError, TypeError):
-            continue
     return records
 
 
 def append_journal(path: Path, records: list[Record]) -> None:
     """Append finished records to the journal beside the manifest, durably."""
-    append_lines(path.parent / JOURNAL, (json.dumps(r) for r in records))
+    append_json_lines(path.parent / JOURNAL, records)
 
 
 def write(path: Path, head: dict[str, object], records: dict[str, Record],
