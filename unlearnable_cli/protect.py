@@ -241,6 +241,11 @@ def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: tor
             "loss_after": round(loss_after, 5)}
 
 
+def is_finished(record: manifest.Record | None, e: Entry, output_dir: Path) -> bool:
+    """Whether ``record`` is ``e``'s output under this run's name and that file exists."""
+    return record is not None and record.get("output") == e.output_rel and (output_dir / e.output_rel).is_file()
+
+
 def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, object],
                      overwrite: bool) -> tuple[dict[str, manifest.Record], list[str]]:
     """Records of images already protected into ``output_dir`` (none with ``overwrite``),
@@ -257,8 +262,7 @@ def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, o
         return {}, []
     by_rel = {e.rel: e for e in entries}
     records = {k: v for k, v in manifest.load_records(path).items() if k in by_rel}
-    finished = [k for k, r in records.items()       # what this run would skip
-                if r.get("output") == by_rel[k].output_rel and (output_dir / by_rel[k].output_rel).is_file()]
+    finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
     diffs = manifest.settings_differences(manifest.read_header(path), header)
     if finished and diffs:
         raise ConfigError(f"{output_dir}: holds {len(finished)} image(s) protected with another generator or "
@@ -331,9 +335,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     summary.warnings += warnings
 
     def done(e: Entry) -> bool:
-        rec = records.get(e.rel)
-        return (not cfg.overwrite and rec is not None and rec.get("output") == e.output_rel
-                and (output_dir / e.output_rel).is_file())
+        return not cfg.overwrite and is_finished(records.get(e.rel), e, output_dir)
 
     manifest.write(manifest_path, header, records, summary.failed)   # a crash leaves this run's header
     batches = make_batches(entries, cfg)
