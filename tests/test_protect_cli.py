@@ -255,7 +255,7 @@ def test_a_record_journaled_after_a_crash_fragment_is_kept(tmp_path: Path):
     with open(tmp_path / manifest.JOURNAL, "a") as f:
         f.write('{"source": "b.jp')                           # a record cut short by a crash
     manifest.append_journal(tmp_path / manifest.MANIFEST, [{"source": "c.jpg"}, {"source": "d.jpg"}])
-    assert set(manifest.load_records(tmp_path / manifest.MANIFEST)) == {"a.jpg", "c.jpg", "d.jpg"}
+    assert set(manifest.load(tmp_path / manifest.MANIFEST)[1]) == {"a.jpg", "c.jpg", "d.jpg"}
 
 
 def test_a_full_disk_is_a_clear_error_not_a_traceback(tmp_path: Path, tiny_weights: Path,

@@ -81,30 +81,31 @@ def settings_differences(previous: dict[str, object] | None, current: dict[str, 
     return diffs
 
 
-def read_header(path: Path) -> dict[str, object] | None:
-    """The header of an existing manifest, or None if there is none or it is unreadable."""
-    try:
-        body = json.loads(path.read_text())
-        return {k: body[k] for k in ("generator", "settings")}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def load_records(path: Path) -> dict[str, Record]:
-    """Records of a previous run by source path, from the manifest and its journal.
+def load(path: Path) -> tuple[dict[str, object] | None, dict[str, Record]]:
+    """A previous run's header (None if absent or unreadable) and its records by source
+    path, from the manifest and its journal, reading the manifest once.
 
     Unreadable parts count as absent (those images are simply protected again); a
     journal line cut short by a crash is ignored.
     """
+    head: dict[str, object] | None = None
     records: dict[str, Record] = {}
     try:
-        records = {r["source"]: r for r in json.loads(path.read_text())["images"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        body = json.loads(path.read_text())
+    except (OSError, ValueError):
+        body = None
+    try:
+        head = {k: body[k] for k in ("generator", "settings")}  # type: ignore[index]
+    except (KeyError, TypeError):
+        pass
+    try:
+        records = {r["source"]: r for r in body["images"]}  # type: ignore[index]
+    except (KeyError, TypeError):
         pass
     for record in read_json_lines(path.parent / JOURNAL):
         if isinstance(record.get("source"), str):
             records[record["source"]] = record
-    return records
+    return head, records
 
 
 def append_journal(path: Path, records: list[Record]) -> None:

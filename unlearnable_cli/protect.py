@@ -261,9 +261,10 @@ def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, o
         (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
         return {}, []
     by_rel = {e.rel: e for e in entries}
-    records = {k: v for k, v in manifest.load_records(path).items() if k in by_rel}
+    previous, records = manifest.load(path)
+    records = {k: v for k, v in records.items() if k in by_rel}
     finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
-    diffs = manifest.settings_differences(manifest.read_header(path), header)
+    diffs = manifest.settings_differences(previous, header)
     if finished and diffs:
         raise ConfigError(f"{output_dir}: holds {len(finished)} image(s) protected with another generator or "
                           f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "
