@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from unlearnable_cli.imageio import ImageReadError, find_images, read_image, write_png
+from unlearnable_cli.imageio import ImageReadError, find_images, read_image, write_image
 
 from conftest import exif_rotated_jpeg, save, small
 
@@ -63,12 +63,12 @@ def test_find_images_is_recursive_case_insensitive_and_can_exclude(tmp_path):
     assert found == ["A.JPG", "sub/b.Png"]
 
 
-def test_write_png_keeps_icc_and_alpha_and_leaves_no_temp_files(tmp_path):
+def test_write_image_keeps_icc_and_alpha_and_leaves_no_temp_files(tmp_path):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     alpha = np.full((20, 30), 128, np.uint8)
     out = tmp_path / "x" / "o.png"
-    write_png(out, pixels, alpha, icc=icc)
+    write_image(out, pixels, alpha, icc=icc)
     with Image.open(out) as img:
         assert img.mode == "RGBA" and img.info.get("icc_profile") == icc
         arr = np.asarray(img)

@@ -167,7 +167,8 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path: Path, tiny_we
     assert not journal.exists() and len(json.loads((resumed / "manifest.json").read_text())["images"]) == 5
     # and a finished run skips everything
     result = run("protect", src, "-o", resumed, *args[:-1])
-    assert result.exit_code == 0 and "skipped (already done) │ 5" in result.output
+    assert result.exit_code == 0 and "Protected 0 image(s)" in result.output
+    assert "(5 were already done and kept)" in result.output
 
 
 def test_rerun_with_another_generator_or_settings_is_refused_not_mixed(tmp_path: Path, tiny_weights: Path,
@@ -204,7 +205,7 @@ def test_rerun_with_another_generator_or_settings_is_refused_not_mixed(tmp_path:
     # Speed-only settings and a moved weights file resume: the finished image is skipped.
     result = run("protect", src, "-o", out, "--weights", moved, "--batch-size", "3", *FAST[:-1])
     assert result.exit_code == 0, result.output
-    assert "skipped (already done) │ 1" in result.output and "processed              │ 2" in result.output
+    assert "Protected 2 image(s)" in result.output and "(1 were already done and kept)" in result.output
     # --overwrite redoes everything with the new settings, under one consistent manifest.
     result = run("protect", src, "-o", out, "--weights", tiny_weights, "--radius", "4", "--overwrite", *FAST)
     assert result.exit_code == 0, result.output
@@ -279,7 +280,7 @@ def test_hidden_files_and_folders_are_ignored_with_a_warning(tmp_path: Path, tin
     (src / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS AppleDouble metadata
     result = run("protect", src, "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
     assert result.exit_code == 0, result.output
-    assert "failed                 │ 0" in result.output and "processed              │ 1" in result.output
+    assert "failed" not in result.output and "Protected 1 image(s)" in result.output
     assert "3 hidden file(s) or folder(s) ignored" in result.output and "._a.png" in result.output
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["a.png"]
     only_hidden = tmp_path / "only-hidden"
@@ -293,18 +294,22 @@ def test_output_inside_input_is_skipped_and_default_output_is_a_sibling(tmp_path
     save(small("coffee", 40), src / "a.png")
     assert run("protect", src, "-o", src / "protected", "--weights", tiny_weights, *FAST).exit_code == 0
     result = run("protect", src, "-o", src / "protected", "--weights", tiny_weights, *FAST)
-    assert result.exit_code == 0 and "skipped (already done) │ 1" in result.output
+    assert result.exit_code == 0 and "(1 were already done and kept)" in result.output
     assert not (src / "protected" / "protected").exists()
     assert run("protect", src, "--weights", tiny_weights, *FAST).exit_code == 0
     assert (tmp_path / "photos-protected" / "a.png").is_file()
 
 
 @pytest.mark.parametrize("setup, extra, message", [
-    (lambda p: None, [], "input folder does not exist"),
+    (lambda p: None, [], "input does not exist"),
     (lambda p: p.mkdir(), [], "no images found"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{in}"], "is the input folder"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{parent}"], "contains the input folder"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{file}/sub"], "not writable"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["-o", "{file}"], "is a file, not a folder"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["--steps", "0"], "--steps must be at least 1"),
+    (lambda p: save(small("coffee", 16), p / "a.png"), ["--steps", "1", "--step-size", "0.5"],
+     "less than one level from its random start"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--radius", "0"], "--radius"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--batch-size", "0"], "--batch-size"),
     (lambda p: save(small("coffee", 16), p / "a.png"), ["--labels", "zebra"], "zebra"),
@@ -317,16 +322,17 @@ def test_clear_errors_before_any_work(tmp_path: Path, tiny_weights: Path, setup,
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     extra = [e.format(**{"in": src, "parent": tmp_path, "file": blocker}) for e in extra]
-    result = run("protect", src, "--weights", tiny_weights, *extra, *FAST)
+    result = run("protect", src, "--weights", tiny_weights, *FAST, *extra)     # extra wins over FAST
     assert result.exit_code == 1
     assert message in result.output
     assert [p for p in tmp_path.rglob("*.png") if src not in p.parents] == [], "work started"
     assert not list(tmp_path.rglob("manifest.json"))
+    assert not (tmp_path / "in-protected").exists(), "an output folder was left behind"
 
 
 def test_missing_default_generator_says_to_pass_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("UNLEARNABLE_WEIGHTS", raising=False)
-    monkeypatch.setattr(weights, "DEFAULT_WEIGHTS_NAME", "does-not-exist.safetensors")
+    monkeypatch.setattr(weights, "SHIPPED", {weights.DEFAULT_GENERATOR: "does-not-exist.safetensors"})
     save(small("coffee", 16), tmp_path / "in" / "a.png")
     result = run("protect", tmp_path / "in", *FAST)
     assert result.exit_code == 1 and "pass --weights" in result.output

@@ -29,6 +29,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; on success it replaces ``path``.
 
     If the block raises, the temporary file is removed and ``path`` is left untouched.
+    An ``OSError`` about the temporary file (a full disk, a folder made read-only) is
+    raised again naming ``path``: the user knows that name, not the hidden one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -36,6 +38,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as e:
+        if str(tmp) in (str(e.filename), str(e.filename2)) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

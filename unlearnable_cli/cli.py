@@ -7,21 +7,51 @@ exit code 1; everything else is in the library modules.
 from __future__ import annotations
 
 import json
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .config import ConfigError, Device, Preset, VictimRuns, levels, resolve_device, train_config
 from .data import DatasetError
-from .imageio import ImageReadError
+from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, OutputFormat
 from .noise import Method
-from .weights import WeightsError, read_card
+from .weights import WeightsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class _PlainMetavars:
+    """Help without type labels where they say nothing: no ``<bool>`` beside a flag
+    (``--help`` included); list options name their values with an explicit metavar."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class Command(_PlainMetavars, TyperCommand):
+    pass
+
+
+class Group(_PlainMetavars, TyperGroup):
+    pass
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group,
                   help="Protect your own images against unauthorized use as training data.")
 console = Console()
 err_console = Console(stderr=True)
@@ -46,9 +76,32 @@ def os_failure(e: OSError, kept: str) -> typer.Exit:
     return fail(f"{f'{where}: ' if where else ''}{e.strerror or e}; {kept}")
 
 
-def stopped(message: str) -> typer.Exit:
-    """A run stopped on request (Ctrl-C, SIGTERM): its work is saved, so not an error; exit 130."""
-    return _exit_line("[yellow]stopped:[/yellow]", message, 130)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``kill``), handled like Ctrl-C: stop, say what is kept."""
+
+
+def stopped(message: str, terminated: bool = False) -> typer.Exit:
+    """A run stopped on request: its work is saved, so not an error; exit 130 after Ctrl-C,
+    143 after SIGTERM (the shells' 128 + signal number)."""
+    return _exit_line("[yellow]stopped:[/yellow]", message, 143 if terminated else 130)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated`, so the command's Ctrl-C path
+    (finished work kept, one line saying so) also serves ``kill``."""
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:                     # not the main thread (tests): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def version_callback(value: bool) -> None:
@@ -64,178 +117,117 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=v
 
 
 DeviceOpt = Annotated[Device, typer.Option(help="auto = CUDA when available, else CPU.")]
+QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
 
 
-@app.command("train-generator")
-def train_generator_cmd(
-    data_dir: Annotated[Path, typer.Argument(help="Image-folder data set: one subfolder per class.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
-    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM) or em (error-minimizing).")] = Method.SEM,
-    preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
-    arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet).")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="M: optimizer steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (×0.1 at 40% and 80% of M).")] = None,
-    radius: Annotated[Optional[float], typer.Option(help="ρ_u in pixel levels out of 255.")] = None,
-    step_size: Annotated[Optional[float], typer.Option(help="α_u in pixel levels.")] = None,
-    noise_steps: Annotated[Optional[int], typer.Option(help="K_u: noise PGD steps.")] = None,
-    eot_samples: Annotated[Optional[int], typer.Option(help="J: draws of (t, δʳ) per noise step.")] = None,
-    adv_radius: Annotated[Optional[float], typer.Option(help="ρ_a in pixel levels (0 for EM).")] = None,
-    adv_step_size: Annotated[Optional[float], typer.Option(help="α_a in pixel levels.")] = None,
-    adv_steps: Annotated[Optional[int], typer.Option(help="K_a: adversarial PGD steps.")] = None,
-    random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in pixel levels (default ρ_a).")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Square input size of the generator.")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out fraction for reporting.")] = None,
-    per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
-    init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
-    device: DeviceOpt = Device.AUTO,
-    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
-    export_checkpoint: Annotated[bool, typer.Option(help="Write OUTPUT from its checkpoint now, without training further (same options as the run).")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-) -> None:
-    """Train a noise generator (surrogate classifier) on an image-folder data set."""
-    from .train import Interrupted, train_generator
-
-    def lv(v: Optional[float]) -> Optional[float]:
-        return None if v is None else levels(v)
-
-    try:
-        cfg = train_config(preset, method=method, arch=arch, width=width, steps=steps,
-                           batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
-                           noise_steps=noise_steps, eot_samples=eot_samples,
-                           adv_radius=lv(adv_radius), adv_step_size=lv(adv_step_size),
-                           adv_steps=adv_steps, random_radius=lv(random_radius),
-                           image_size=image_size, val_fraction=val_fraction, per_class=per_class,
-                           checkpoint_every=checkpoint_every, seed=seed,
-                           init=None if init is None else str(init))
-        from .models import MODELS
-        if cfg.arch not in MODELS:
-            raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
-        card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
-                               show_progress=not quiet, export_only=export_checkpoint)
-    except Interrupted as e:
-        raise stopped(str(e))
-    except DOMAIN_ERRORS as e:
-        raise fail(str(e))
-    except OSError as e:
-        raise os_failure(e, "the last checkpoint is kept, rerun with --resume to continue")
-    m = card.metrics
-    console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
-    console.print("  " + ", ".join(f"{k} {v:.1%}" for k, v in m.items() if k.endswith("_acc")))
-
-
-@app.command()
-def info(weights: Annotated[Path, typer.Argument(help="A generator .safetensors file.")],
-         as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False) -> None:
-    """Print a generator's metadata: architecture, classes, input size, radii, data, accuracies."""
-    import dataclasses
-    try:
-        card = read_card(weights)
-    except WeightsError as e:
-        raise fail(str(e))
-    if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(card)))
-        return
-    h = card.hyperparameters
-    table = Table(title=str(weights), show_header=False)
-    rows = [
-        ("architecture", f"{card.arch} {card.arch_kwargs}"),
-        ("method", card.method),
-        ("classes", f"{card.num_classes}: {', '.join(card.class_names)}"),
-        ("input size", f"{card.input_size[0]}x{card.input_size[1]}, values in {list(card.value_range)}"),
-        ("radii (levels/255)", ", ".join(f"{k} {h[k] * 255:g}" for k in
-                                         ("radius", "step_size", "adv_radius", "adv_step_size", "random_radius") if k in h)),
-        ("steps", ", ".join(f"{k} {h[k]}" for k in ("steps", "noise_steps", "eot_samples", "adv_steps",
-                                                     "batch_size") if k in h)),
-        ("transform", json.dumps(card.transform)),
-        ("training data", json.dumps(card.dataset)),
-        ("metrics", json.dumps(card.metrics)),
-        ("provenance", json.dumps(card.provenance)),
-    ]
-    for k, v in rows:
-        table.add_row(k, v)
-    console.print(table)
-
-
-@app.command()
+@app.command(cls=Command)
 def protect(
-    input_dir: Annotated[Path, typer.Argument(help="Folder of your images (searched recursively).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: <INPUT_DIR>-protected).")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Generator .safetensors (default: the shipped generator).")] = None,
-    radius: Annotated[float, typer.Option(help="ρ_u: maximum change per pixel, in levels out of 255.")] = 8.0,
-    steps: Annotated[int, typer.Option(help="K_u: noise optimization steps.")] = 10,
-    step_size: Annotated[Optional[float], typer.Option(help="α_u in levels (default radius/5).")] = None,
-    eot_samples: Annotated[Optional[int], typer.Option(help="J: random transformations averaged per step (default 5).")] = None,
-    random_radius: Annotated[Optional[float], typer.Option(help="ρ_r in levels (default: the generator's ρ_a).")] = None,
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of your images (searched recursively) or one image file.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: <INPUT>-protected beside the input; <INPUT>-preview with --preview).")] = None,
+    weights: Annotated[Optional[str], typer.Option(metavar="NAME|FILE", help="A shipped generator's name (see `unlearnable info`) or a generator .safetensors file (default: the shipped default).")] = None,
+    radius: Annotated[float, typer.Option(help="Largest change per pixel, in levels out of 255 (ρ_u); larger protects more and shows more.")] = 8.0,
+    steps: Annotated[int, typer.Option(help="Noise optimization steps (K_u); at least 1.")] = 10,
+    step_size: Annotated[Optional[float], typer.Option(help="Change per step in levels (α_u; default radius/5).")] = None,
+    eot_samples: Annotated[Optional[int], typer.Option(help="Random transformations averaged per step (J; default 5, 1 for EM generators).")] = None,
+    random_radius: Annotated[Optional[float], typer.Option(help="Radius of the random perturbation in levels (ρ_r; default: the generator's adversarial radius ρ_a).")] = None,
     eot_grayscale: Annotated[float, typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (see README).")] = 0.0,
-    labels: Annotated[str, typer.Option(help="folders | names | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
+    labels: Annotated[str, typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="png, or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = OutputFormat.PNG,
+    preview: Annotated[int, typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
     device: DeviceOpt = Device.AUTO,
     seed: Annotated[int, typer.Option(help="Same seed, options and device give the same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (needed to change the generator or settings of a folder that holds outputs).")] = False,
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
-    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 50_000_000,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which folder was pushed towards which generator class.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Add bounded, imperceptible noise to every image so models learn little from them."""
+    """Add bounded, imperceptible noise to your images so models trained on them learn little."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .config import ProtectConfig
     from .protect import default_output_dir, protect_folder
-    from .weights import default_weights_path, load_generator
+    from .weights import load_generator, resolve_weights
 
-    output_dir = output or default_output_dir(input_dir)
+    output_dir = output or default_output_dir(input_path, preview=preview > 0)
     cfg = ProtectConfig(radius=levels(radius), steps=steps,
                         step_size=None if step_size is None else levels(step_size),
                         eot_samples=eot_samples,
                         random_radius=None if random_radius is None else levels(random_radius),
                         eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed, overwrite=overwrite,
-                        keep_exif=keep_exif, max_pixels=max_pixels)
+                        keep_exif=keep_exif, max_pixels=max_pixels, output_format=output_format, preview=preview)
+    root = input_path.parent if input_path.is_file() else input_path
 
     def report_failure(rel: str, reason: str) -> None:
-        err_console.print(f"[red]failed[/red] {input_dir / rel}: {reason}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]failed[/red] {root / rel}: {reason}", highlight=False, soft_wrap=True)
 
+    kept = "finished images are saved, rerun the same command to do the rest"
     try:
         cfg.validate()
         dev = resolve_device(device)
-        weights_path = weights or default_weights_path()
+        weights_path = resolve_weights(weights)
         model, card = load_generator(weights_path, dev)
-        with Progress("[bold]protect", BarColumn(), MofNCompleteColumn(), "images", TimeRemainingColumn(),
-                      console=err_console, disable=quiet, transient=True) as bar:
-            task = bar.add_task("protect", total=None)
-            summary = protect_folder(input_dir, output_dir, model, card, cfg, dev, weights_path,
-                                     on_error=report_failure,
-                                     progress=lambda n, total: bar.update(task, completed=n, total=total))
-    except KeyboardInterrupt:
-        raise stopped("finished images are saved, rerun the same command to do the rest")
+        with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                              "images", TimeRemainingColumn(), console=err_console,
+                                              disable=quiet, transient=True) as bar:
+            task = bar.add_task("read", total=None)
+
+            def progress(phase: str, n: float, total: int) -> None:
+                bar.update(task, description=phase, completed=n, total=total)
+
+            summary = protect_folder(input_path, output_dir, model, card, cfg, dev, weights_path,
+                                     on_error=report_failure, progress=progress)
+    except KeyboardInterrupt as e:
+        raise stopped(kept if not preview else "no previews were finished", isinstance(e, Terminated))
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
-        raise os_failure(e, "finished images are saved, rerun the same command to do the rest")
+        raise os_failure(e, kept)
     for w in summary.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {w}")
-    table = Table(title="protect", show_header=False)
-    table.add_row("processed", str(summary.processed))
-    table.add_row("skipped (already done)", str(summary.skipped))
-    table.add_row("failed", str(len(summary.failed)))
-    if summary.psnr:
-        table.add_row("PSNR mean / worst", f"{sum(summary.psnr) / len(summary.psnr):.2f} / {min(summary.psnr):.2f} dB")
-    table.add_row("largest change", f"{summary.worst_linf} levels (bound {cfg.radius_levels})")
-    table.add_row("time", f"{summary.seconds:.1f} s")
-    table.add_row("output", str(output_dir))
-    table.add_row("manifest", str(summary.manifest))
-    console.print(table)
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+    from .summary import class_lines, plain_summary, preview_summary
+    if verbose:
+        for line in class_lines(summary.classes):
+            console.print(line, highlight=False, soft_wrap=True)
+    console.print(preview_summary(summary, cfg) if preview else plain_summary(summary, cfg),
+                  highlight=False, soft_wrap=True)
     if summary.failed:
-        raise fail(f"{len(summary.failed)} file(s) could not be protected (listed above and in the manifest)")
+        raise fail(f"{len(summary.failed)} file(s) could not be protected (listed above"
+                   f"{' and in the manifest' if summary.manifest_written else ''})")
 
 
-@app.command("eval")
+@app.command(cls=Command)
+def info(weights: Annotated[Optional[str], typer.Argument(metavar="[NAME|FILE]", help="A shipped generator's name or a generator .safetensors file (default: list the shipped generators and show the default one).")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False) -> None:
+    """Show a generator's card (architecture, classes, data, accuracies), after checking its file."""
+    import dataclasses
+
+    from .summary import card_rows, metric_lines, shipped_table
+    from .weights import load_generator, resolve_weights
+    try:
+        path = resolve_weights(weights)
+        _, card = load_generator(path)           # verifies the tensors' SHA-256, as protect does
+    except WeightsError as e:
+        raise fail(str(e))
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(card)))
+        return
+    if weights is None:
+        console.print(shipped_table())
+    table = Table(title=str(path), show_header=False)
+    for k, v in card_rows(card):
+        table.add_row(k, v)
+    console.print(table)
+    for line in metric_lines(card.metrics):
+        console.print(f"accuracy: {line}", highlight=False, soft_wrap=True)
+    console.print("[green]verified[/green]: the tensors match the SHA-256 recorded in the file", highlight=False)
+
+
+@app.command("eval", cls=Command)
 def eval_cmd(
     clean: Annotated[Optional[Path], typer.Option(help="Clean training set (image-folder layout).")] = None,
-    protected: Annotated[Optional[list[str]], typer.Option(help="Protected copy of --clean; repeat as NAME=DIR to compare several.")] = None,
+    protected: Annotated[Optional[list[str]], typer.Option(metavar="[NAME=]DIR", help="Protected copy of --clean; repeat as NAME=DIR to compare several.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Clean test set (same class folders).")] = None,
     target: Annotated[Optional[Path], typer.Option(help="Personal scenario: your clean images (one folder).")] = None,
     target_protected: Annotated[Optional[Path], typer.Option(help="Personal scenario: their protected copy.")] = None,
@@ -250,10 +242,10 @@ def eval_cmd(
     image_size: Annotated[Optional[int], typer.Option(help="Images are resized to this square size.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="Use the first N training images of each class.")] = None,
     test_per_class: Annotated[Optional[int], typer.Option(help="Use the first N test images of each class.")] = None,
-    adv_radius: Annotated[Optional[list[float]], typer.Option(help="Adversarial training radius in levels (repeatable; 0 = standard).")] = None,
+    adv_radius: Annotated[Optional[list[float]], typer.Option(metavar="LEVELS", help="Adversarial training radius in levels (repeatable; 0 = standard).")] = None,
     adv_steps: Annotated[Optional[int], typer.Option(help="PGD steps of adversarial training.")] = None,
     adv_step_size: Annotated[Optional[float], typer.Option(help="PGD step size in levels (default 2.5·radius/steps).")] = None,
-    defense: Annotated[Optional[list[str]], typer.Option(help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
+    defense: Annotated[Optional[list[str]], typer.Option(metavar="DEFENSE", help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
     poison_ratio: Annotated[float, typer.Option(help="Fraction of training images that are protected (rest clean).")] = 1.0,
     allow_missing: Annotated[bool, typer.Option(help="Evaluate matched images when the folders differ.")] = False,
     runs: Annotated[VictimRuns, typer.Option(help="Train both victims, or only the clean baseline (then --protected "
@@ -262,7 +254,7 @@ def eval_cmd(
     device: DeviceOpt = Device.AUTO,
     report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON; finished victims are kept beside it, so an interrupted run resumes when rerun.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Plot test accuracy per epoch (needs matplotlib).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train fresh models on clean and on protected images and compare their test accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -270,7 +262,7 @@ def eval_cmd(
     from . import defenses as defense_lib
     from .evaluate import EVAL_PRESETS, Run, Setting, VictimConfig, evaluate, evaluate_personal
     from .journal import RunJournal, journal_path
-    from .report import plot_curves, results_table, write_report
+    from .report import plot_curves, result_warnings, results_table, write_report
 
     try:
         if preset not in EVAL_PRESETS:
@@ -299,8 +291,9 @@ def eval_cmd(
                 raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
         dev = resolve_device(device)
         journal = RunJournal(journal_path(report) if report else None, Run)
-        with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), "epochs", TimeElapsedColumn(),
-                      console=err_console, disable=quiet, transient=True) as bar:
+        with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                              "epochs", TimeElapsedColumn(), console=err_console,
+                                              disable=quiet, transient=True) as bar:
             tasks: dict[str, int] = {}
 
             def progress(label: str, epoch: int, total: int) -> None:
@@ -321,9 +314,10 @@ def eval_cmd(
                                   test_per_class=test_per_class, poison_ratio=poison_ratio,
                                   allow_missing=allow_missing, runs_wanted=runs, journal=journal,
                                   progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         raise stopped(f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
-                      if report else "nothing was kept (give --report to make an evaluation resumable)")
+                      if report else "nothing was kept (give --report to make an evaluation resumable)",
+                      isinstance(e, Terminated))
     except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
@@ -332,6 +326,8 @@ def eval_cmd(
     if result.reused_runs:
         err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal.path}", highlight=False)
     console.print(results_table(result))
+    for w in result_warnings(result):
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     try:
         if report:
             write_report(result, report)
@@ -343,3 +339,68 @@ def eval_cmd(
     except OSError as e:
         raise os_failure(e, "the results are in the table above" +
                          (f" and the finished victims in {journal_path(report)}" if report and journal.path.exists() else ""))
+
+
+@app.command("train-generator", cls=Command)
+def train_generator_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Image-folder data set: one subfolder per class.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
+    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM) or em (error-minimizing).")] = Method.SEM,
+    preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet).")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (M).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (×0.1 at 40% and 80% of M).")] = None,
+    radius: Annotated[Optional[float], typer.Option(help="Noise bound in levels out of 255 (ρ_u).")] = None,
+    step_size: Annotated[Optional[float], typer.Option(help="Noise step in levels (α_u).")] = None,
+    noise_steps: Annotated[Optional[int], typer.Option(help="Noise PGD steps (K_u).")] = None,
+    eot_samples: Annotated[Optional[int], typer.Option(help="Random transformations and perturbations per noise step (J).")] = None,
+    adv_radius: Annotated[Optional[float], typer.Option(help="Adversarial-training radius in levels (ρ_a; 0 for EM).")] = None,
+    adv_step_size: Annotated[Optional[float], typer.Option(help="Adversarial PGD step in levels (α_a).")] = None,
+    adv_steps: Annotated[Optional[int], typer.Option(help="Adversarial PGD steps (K_a).")] = None,
+    random_radius: Annotated[Optional[float], typer.Option(help="Random perturbation radius in levels (ρ_r; default ρ_a).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Square input size of the generator.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out fraction for reporting.")] = None,
+    per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
+    device: DeviceOpt = Device.AUTO,
+    dataset_name: Annotated[Optional[str], typer.Option(help="Name of the training data for the card (default: parent/folder of DATA_DIR, e.g. cifar10/train).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT, or discard its unfinished checkpoint and start over.")] = False,
+    export_checkpoint: Annotated[bool, typer.Option(help="Write OUTPUT from its checkpoint now, without training further (same options as the run).")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a noise generator (surrogate classifier) on an image-folder data set."""
+    from .train import Interrupted, train_generator
+
+    def lv(v: Optional[float]) -> Optional[float]:
+        return None if v is None else levels(v)
+
+    try:
+        cfg = train_config(preset, method=method, arch=arch, width=width, steps=steps,
+                           batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
+                           noise_steps=noise_steps, eot_samples=eot_samples,
+                           adv_radius=lv(adv_radius), adv_step_size=lv(adv_step_size),
+                           adv_steps=adv_steps, random_radius=lv(random_radius),
+                           image_size=image_size, val_fraction=val_fraction, per_class=per_class,
+                           checkpoint_every=checkpoint_every, seed=seed,
+                           init=None if init is None else str(init))
+        from .models import MODELS
+        if cfg.arch not in MODELS:
+            raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
+        card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
+                               show_progress=not quiet, export_only=export_checkpoint,
+                               overwrite=overwrite, dataset_name=dataset_name)
+    except Interrupted as e:
+        raise stopped(str(e), e.signum == signal.SIGTERM)
+    except DOMAIN_ERRORS as e:
+        raise fail(str(e))
+    except OSError as e:
+        raise os_failure(e, "the last checkpoint is kept, rerun with --resume to continue")
+    from .summary import metric_lines
+    console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
+    for line in metric_lines(card.metrics):
+        console.print("  " + line, highlight=False)

@@ -13,6 +13,7 @@ from enum import Enum
 
 import torch
 
+from .imageio import DEFAULT_MAX_PIXELS, OutputFormat
 from .noise import Method, NoiseConfig
 from .transforms import TransformSpec
 
@@ -179,7 +180,14 @@ class ProtectConfig:
     seed: int = 0
     overwrite: bool = False
     keep_exif: bool = False
-    max_pixels: int = 50_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    output_format: OutputFormat = OutputFormat.PNG
+    preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
+
+    @property
+    def alpha(self) -> float:
+        """α_u: the step size actually used (ρ_u / 5 unless given)."""
+        return self.step_size if self.step_size is not None else self.radius / 5
 
     @property
     def radius_levels(self) -> int:
@@ -190,13 +198,18 @@ class ProtectConfig:
         checks = [
             (0 < self.radius <= 1, "--radius must be in (0, 255]"),
             (self.radius_levels >= 1, "--radius must be at least 1 pixel level"),
-            (self.steps >= 0, "--steps must not be negative"),
+            (self.steps >= 1, "--steps must be at least 1 (with 0 steps the noise is only its random "
+                              "start and protects nothing)"),
             (self.step_size is None or self.step_size > 0, "--step-size must be positive"),
+            (self.steps * self.alpha >= 1 / 255 - 1e-9,
+             f"--steps {self.steps} x --step-size {self.alpha * 255:g} lets the noise move less than one "
+             "level from its random start: the output would be random noise, which protects nothing"),
             (self.eot_samples is None or self.eot_samples >= 1, "--eot-samples must be at least 1"),
             (self.random_radius is None or self.random_radius >= 0, "--random-radius must not be negative"),
             (0 <= self.eot_grayscale <= 1, "--eot-grayscale must be in [0, 1]"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.max_pixels >= 1, "--max-pixels must be positive"),
+            (self.preview >= 0, "--preview must not be negative"),
         ]
         for ok, message in checks:
             if not ok:

@@ -28,12 +28,14 @@ from . import __version__, defenses, seeding, transforms
 from .attacks import PGD, eval_mode
 from .config import ConfigError, VictimRuns
 from .data import DatasetError, load_files, load_image_folder, to_device
-from .imageio import find_images, read_image
+from .imageio import OutputFormat, find_images, read_image
 from .journal import RunJournal, run_key, tensor_digest
 from .metrics import psnr, ssim_batch
 from .models import CIFAR_MEAN, CIFAR_STD, build_model
 
 Progress = Callable[[str, int, int], None]
+#: What ``protect`` appends to an input's name (``a.jpg`` -> ``a.png`` or ``a.webp``).
+PROTECT_SUFFIXES = tuple(f.suffix for f in OutputFormat)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def match_folders(clean_dir: Path, protected_dir: Path) -> tuple[list[tuple[Path
     """Pair clean and protected files by relative path, extension aside.
 
     ``a.jpg.png`` (protect's name when ``a.jpg`` and ``a.png`` both exist) pairs with
-    ``a.jpg``.  Returns (pairs, only in clean, only in protected).
+    ``a.jpg``; so do ``a.webp`` and ``a.jpg.webp`` (``protect --format webp``).  Returns (pairs, only in clean, only in protected).
     """
     clean = {p.relative_to(clean_dir).as_posix(): p for p in find_images(clean_dir)}
     prot = {p.relative_to(protected_dir).as_posix(): p for p in find_images(protected_dir)}
@@ -123,7 +125,7 @@ def match_folders(clean_dir: Path, protected_dir: Path) -> tuple[list[tuple[Path
         by_key[_key(rel)].append(rel)
     pairs, used = [], set()
     for rel, path in sorted(prot.items()):
-        stem = rel[:-4] if rel.lower().endswith(".png") else rel
+        stem = next((rel[:-len(sfx)] for sfx in PROTECT_SUFFIXES if rel.lower().endswith(sfx)), rel)
         match = stem if stem in clean else (by_key[_key(rel)][0] if len(by_key[_key(rel)]) == 1 else None)
         if match is not None and match not in used:
             used.add(match)
@@ -194,6 +196,8 @@ def imperceptibility(pairs: list[tuple[Path, Path]]) -> dict[str, float]:
     for clean_path, prot_path in pairs:
         a = torch.from_numpy(read_image(clean_path).pixels).permute(2, 0, 1)
         b = torch.from_numpy(read_image(prot_path).pixels).permute(2, 0, 1)
+        if a.shape[0] != b.shape[0]:          # grayscale kept as RGB by lossless WebP
+            a, b = a.expand(3, -1, -1), b.expand(3, -1, -1)
         if a.shape != b.shape:
             raise ConfigError(f"{prot_path}: size {tuple(b.shape[1:])} differs from {clean_path} {tuple(a.shape[1:])}")
         linf.append(int((a.int() - b.int()).abs().max()))

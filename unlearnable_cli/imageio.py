@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -78,29 +79,48 @@ class FolderScan:
     images: list[Path]
     hidden: list[Path]     # hidden image files and folders, not searched
     raw: list[Path]        # camera-raw files: images, but not decodable here
+    loops: list[Path] = field(default_factory=list)   # linked folders already searched (a cycle or a second link)
 
 
 def scan_folder(root: Path, exclude: Path | None = None) -> FolderScan:
     """Image files under ``root`` (recursive, sorted), skipping the ``exclude`` subtree.
 
+    Linked folders are followed, as linked files are (every command, one rule), and each
+    real folder is searched once: a link that leads back to a folder already searched
+    (a cycle, or two links to one folder) is recorded in ``loops`` and not entered.
     Hidden entries (names starting with ".") are skipped as the class folders of a data
     set are: macOS leaves ``._NAME.jpg`` metadata files beside photos copied to other
     disks (not images, so each would fail), and hidden folders hold thumbnails, trash or
     version control, not the user's photos.
     """
     scan = FolderScan([], [], [])
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen = {_real(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
         if exclude is not None:
             dirnames[:] = [d for d in dirnames if not _same_path(here / d, exclude)]
         dirnames.sort()
         images = [f for f in sorted(filenames) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
         scan.hidden.extend(here / n for n in dirnames + images if n.startswith("."))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        keep = []
+        for d in dirnames:
+            if d.startswith("."):
+                continue
+            real = _real(here / d)
+            if real in seen:
+                scan.loops.append(here / d)
+            else:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         scan.images.extend(here / f for f in images if not f.startswith("."))
         scan.raw.extend(here / f for f in sorted(filenames)
                         if Path(f).suffix.lower() in RAW_SUFFIXES and not f.startswith("."))
     return scan
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
 
 
 def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
@@ -160,15 +180,16 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
         raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from e
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above its limit and raises above twice it; the one limit this
+            # function names is ``limit``, checked below on the header's size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageReadError(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of "
-                                               f"{max_pixels:,} (possible decompression bomb; "
-                                               "raise --max-pixels to allow it)")
+                if w * h > limit:
+                    raise ImageReadError(path, _too_many_pixels(f"{w}x{h} = {w * h:,}", limit, max_pixels))
                 img.seek(0)
                 img.load()
                 icc = img.info.get("icc_profile") or None
@@ -184,20 +205,46 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
             raise ImageReadError(path, "this Pillow cannot decode AVIF "
                                        "(recent Pillow wheels can: pip install -U pillow)") from e
         raise ImageReadError(path, "not a recognized image (unknown or corrupt format)") from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, f"exceeds Pillow's pixel limit of {Image.MAX_IMAGE_PIXELS:,} "
-                                   f"(possible decompression bomb): {e}") from e
+    except Image.DecompressionBombError as e:     # over twice Pillow's limit: refused inside open()
+        raise ImageReadError(path, _too_many_pixels(f"more than {2 * Image.MAX_IMAGE_PIXELS:,}",
+                                                    limit, max_pixels)) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageReadError(path, f"truncated or corrupt image data ({e})") from e
     return DecodedImage(np.ascontiguousarray(pixels), alpha, icc, exif)
 
 
-def write_png(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
-              icc: bytes | None = None, exif: bytes | None = None) -> None:
-    """Write an 8-bit PNG atomically: a temporary file in the same folder, fsync, rename.
+def _too_many_pixels(count: str, limit: int, max_pixels: int) -> str:
+    """The one-line reason for an image over the pixel limit, naming one limit and how to raise it."""
+    hint = ("raise --max-pixels to allow it" if limit == max_pixels
+            else "that is Pillow's own limit, which --max-pixels cannot raise")
+    return f"{count} pixels exceeds the limit of {limit:,} (possible decompression bomb; {hint})"
+
+
+class OutputFormat(str, Enum):
+    """How ``protect`` stores its outputs; both are lossless, so the bound stays exact."""
+
+    PNG = "png"
+    WEBP = "webp"     # lossless WebP: smaller than PNG for photos; grayscale is stored as RGB
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+
+#: Lossless WebP cannot hold more than this many pixels a side.
+WEBP_MAX_SIDE = 16383
+
+
+def write_image(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
+                icc: bytes | None = None, exif: bytes | None = None,
+                fmt: OutputFormat = OutputFormat.PNG) -> None:
+    """Write an 8-bit image losslessly and atomically: a temporary file in the same folder,
+    fsync, rename.
 
     An interrupted run leaves either the previous state or the complete file,
-    never a half-written PNG under the final name.
+    never a half-written image under the final name.  ``fmt`` WEBP writes lossless WebP
+    (``exact``: colour under transparent pixels is kept too); a side over
+    :data:`WEBP_MAX_SIDE` raises ``ValueError``.
     """
     channels = [pixels] if alpha is None else [pixels, alpha[..., None]]
     arr = np.concatenate(channels, axis=2)
@@ -208,16 +255,13 @@ def write_png(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
+    if fmt is OutputFormat.WEBP:
+        if max(img.size) > WEBP_MAX_SIDE:
+            raise ValueError(f"{img.size[0]}x{img.size[1]} is too large for WebP (at most {WEBP_MAX_SIDE} "
+                             "pixels a side); use --format png")
+        img = img.convert("RGBA" if alpha is not None else "RGB")   # WebP has no grayscale mode
+        options.update(lossless=True, quality=100, method=4, exact=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        img.save(f, format="PNG", **options)
+        img.save(f, format=fmt.value.upper(), **options)
         f.flush()
         os.fsync(f.fileno())
-
-
-def read_png_pixels(path: Path) -> np.ndarray:
-    """Pixels of a PNG written by :func:`write_png` as ``(H, W, C)`` uint8 (alpha excluded)."""
-    with Image.open(path) as img:
-        arr = np.array(img)
-    if arr.ndim == 2:
-        return arr[..., None]
-    return arr[..., :1] if img.mode == "LA" else arr[..., :3]

@@ -33,9 +33,10 @@ JOURNAL = ".manifest.journal.jsonl"
 #: after running out of memory, the GPU after the CPU).
 RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
 #: Settings added since the first manifests, with the value older versions always used.
-SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0}
-#: What identifies the generator; its path may change when the file is moved.
-GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "dataset", "classes", "tensors_sha256")
+SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0, "format": "png"}
+#: What identifies the generator: its tensors (and what reads them); its path may change
+#: when the file is moved, and its card's descriptive text (the data set's name) may be corrected.
+GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "classes", "tensors_sha256")
 
 Record = dict[str, object]
 
@@ -55,6 +56,7 @@ def header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: G
                      "eot_grayscale": nc.grayscale_draws,
                      "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
                      "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
+                     "format": cfg.output_format.value,
                      "device": str(device)},
     }
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 from enum import Enum
 
 import torch
@@ -70,7 +71,8 @@ class ErrorMinimizingNoise:
     returns δ of shape ``(B, C, H, W)`` (``(B, 1, H, W)`` with ``shared_channels``,
     the same noise on every channel, for grayscale images) with ‖δ‖∞ ≤ ρ_u and
     ``images + δ`` in [0, 1].  δ starts uniform in the ρ_u ball unless ``init`` is
-    given (EM keeps a persistent noise across rounds).  The model's mode is restored.
+    given (EM keeps a persistent noise across rounds).  ``on_step(k, K_u)`` is called
+    after each step (progress for large photos).  The model's mode is restored.
     """
 
     def __init__(self, model: nn.Module, config: NoiseConfig = NoiseConfig(),
@@ -90,7 +92,8 @@ class ErrorMinimizingNoise:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  generator: torch.Generator | None = None, init: torch.Tensor | None = None,
-                 shared_channels: bool = False) -> torch.Tensor:
+                 shared_channels: bool = False,
+                 on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         cfg = self.config
         images = images.detach()
         base = images[:, :1] if shared_channels else images
@@ -103,7 +106,7 @@ class ErrorMinimizingNoise:
         chunk = draws_per_chunk(cfg.eot_samples, b, cap) * b
         y = labels.repeat(cfg.eot_samples)
         with eval_mode(self.model):
-            for _ in range(cfg.steps):
+            for step in range(cfg.steps):
                 delta.requires_grad_(True)
                 params = transforms.sample_params(cfg.transform, n, (h, w), self.input_hw,
                                                   generator, images.device)
@@ -120,6 +123,8 @@ class ErrorMinimizingNoise:
                     grad += torch.autograd.grad(loss, delta)[0]
                 delta = delta.detach()                     # in place: full-resolution tensors are large
                 delta.sub_(grad.sign_(), alpha=cfg.step_size).clamp_(lo, hi)
+                if on_step is not None:
+                    on_step(step + 1, cfg.steps)
         return delta
 
 

@@ -13,6 +13,7 @@ made with another generator or other settings is refused rather than mixed.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -26,14 +27,18 @@ from torch import nn
 
 from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
-from .imageio import DecodedImage, FolderScan, ImageReadError, read_image, scan_folder, write_png
+from .imageio import IMAGE_SUFFIXES, DecodedImage, FolderScan, ImageReadError, read_image, scan_folder, write_image
 from .metrics import psnr
+from .preview import preview_sheet
 from .noise import ErrorMinimizingNoise, Method, NoiseConfig
 from .weights import GeneratorCard, model_digest
 
 #: The full manifest is rewritten at most this often (and at the end); in between,
 #: finished records go to the journal (:mod:`manifest`).
 MANIFEST_INTERVAL_S = 30.0
+
+#: ``progress(phase, done, total)``: phase ``"read"`` (decoding for labels) or ``"protect"``.
+Progress = Callable[[str, float, int], None]
 
 
 @dataclass
@@ -65,57 +70,79 @@ class ProtectSummary:
     worst_linf: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    classes: dict[str, str] = field(default_factory=dict)   # folder (group) -> generator class
+    bytes_in: int = 0                  # originals of the images protected (this run and before)
+    bytes_out: int = 0                 # their outputs
+    manifest_written: bool = False
+    previews: list[Path] = field(default_factory=list)
 
     @property
     def manifest(self) -> Path:
         return self.output_dir / manifest.MANIFEST
 
 
-def default_output_dir(input_dir: Path) -> Path:
-    """``<INPUT_DIR>-protected`` beside the input folder."""
-    resolved = input_dir.resolve()
-    return resolved.with_name(resolved.name + "-protected")
+def default_output_dir(input_path: Path, preview: bool = False) -> Path:
+    """``<INPUT>-protected`` (``-preview`` for previews) beside the input folder, or beside
+    an input file under its name without the suffix (``photo.jpg`` -> ``photo-protected``)."""
+    resolved = input_path.resolve()
+    name = resolved.stem if resolved.is_file() else resolved.name
+    return resolved.with_name(f"{name}-{'preview' if preview else 'protected'}")
 
 
-def check_folders(input_dir: Path, output_dir: Path) -> None:
-    """Refuse missing input, output = input or an ancestor of it, and unwritable output."""
-    if not input_dir.exists():
-        raise ConfigError(f"{input_dir}: input folder does not exist")
-    if not input_dir.is_dir():
-        raise ConfigError(f"{input_dir}: input is not a folder")
-    src, dst = input_dir.resolve(), output_dir.resolve()
-    if src == dst:
+def check_folders(input_path: Path, output_dir: Path) -> None:
+    """Refuse a missing input, an output that is the input folder (or the folder holding an
+    input file) or contains it, an output that is a file, and an output that could not be
+    created or written.  Creates nothing: the output folder is made once there is work."""
+    if not input_path.exists():
+        raise ConfigError(f"{input_path}: input does not exist")
+    src, dst = input_path.resolve(), output_dir.resolve()
+    if input_path.is_file():
+        if dst == src.parent:
+            raise ConfigError(f"{output_dir}: the output folder is the folder holding the input; originals are "
+                              "never overwritten, choose another output")
+    elif not input_path.is_dir():
+        raise ConfigError(f"{input_path}: input is neither a folder nor a file")
+    elif src == dst:
         raise ConfigError(f"{output_dir}: the output folder is the input folder; originals are never "
                           "overwritten, choose another output")
-    if dst in src.parents:
+    elif dst in src.parents:
         raise ConfigError(f"{output_dir}: the output folder contains the input folder; outputs could "
                           "land on originals, choose another output")
+    if dst.exists() and not dst.is_dir():
+        raise ConfigError(f"{output_dir}: is a file, not a folder; choose a folder for the outputs")
+    existing = next(p for p in (dst, *dst.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{output_dir}: output folder is not writable ({existing} is not a writable folder)")
+
+
+def prepare_output(output_dir: Path) -> None:
+    """Create the output folder and prove it can hold a file (read-only mounts pass ``os.access``)."""
     try:
-        dst.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=dst, prefix=".write-test-"):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
             pass
     except OSError as e:
         raise ConfigError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from e
 
 
-def output_names(rels: list[str]) -> list[str]:
-    """Output path per input: the same relative path with a ``.png`` suffix.
+def output_names(rels: list[str], suffix: str = ".png") -> list[str]:
+    """Output path per input: the same relative path with ``suffix`` (``.png``, ``.webp``).
 
     When several inputs would share an output name (``a.jpg`` and ``a.png``), each
     keeps its original extension in the name (``a.jpg.png``, ``a.png.png``); names
     are compared case-insensitively so outputs also stay distinct on such file systems.
     """
-    plain = [Path(r).with_suffix(".png").as_posix() for r in rels]
+    plain = [Path(r).with_suffix(suffix).as_posix() for r in rels]
     count: dict[str, int] = defaultdict(int)
     for p in plain:
         count[p.casefold()] += 1
-    names = [p if count[p.casefold()] == 1 else f"{r}.png" for p, r in zip(plain, rels)]
+    names = [p if count[p.casefold()] == 1 else f"{r}{suffix}" for p, r in zip(plain, rels)]
     seen: set[str] = set()
     unique = []
     for name in names:
         candidate, k = name, 2
         while candidate.casefold() in seen:
-            candidate = f"{Path(name).with_suffix('').as_posix()}~{k}.png"
+            candidate = f"{Path(name).with_suffix('').as_posix()}~{k}{suffix}"
             k += 1
         seen.add(candidate.casefold())
         unique.append(candidate)
@@ -141,7 +168,7 @@ class Protector:
         hyper = card.hyperparameters
         self.noise_config = NoiseConfig(
             method=method, radius=cfg.radius,
-            step_size=cfg.step_size if cfg.step_size is not None else cfg.radius / 5,
+            step_size=cfg.alpha,
             steps=cfg.steps,
             eot_samples=cfg.eot_samples or (1 if deterministic else 5),
             random_radius=card.adv_radius if cfg.random_radius is None else cfg.random_radius,
@@ -163,17 +190,18 @@ class Protector:
         """Generator log-probabilities (N, K) for images already at its input size."""
         return F.log_softmax(self.model(thumbnails.to(self.device)), 1).cpu()
 
-    def protect(self, x_u8: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def protect(self, x_u8: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                on_step: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Protect a batch ``(B, C, H, W)`` uint8 (C = 1 grayscale or 3 RGB).
 
         Returns (protected uint8 of the same shape, surrogate loss of the protected images).
+        ``on_step(k, K_u)`` reports the noise steps as they finish.
         """
         gray = x_u8.shape[1] == 1
         x = x_u8.to(self.device).float() / 255
         x3 = x.expand(-1, 3, -1, -1) if gray else x
         labels = labels.to(self.device)
-        delta = self.engine(x3, labels, generator, shared_channels=gray)
+        delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step)
         out = quantize(x_u8.to(self.device), delta, self.cfg.radius_levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
@@ -185,7 +213,8 @@ def _to_tensor(img: DecodedImage) -> torch.Tensor:
 
 
 def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
-         on_error: Callable[[str, str], None], chunk: int = 256) -> tuple[list[Entry], list[str]]:
+         on_error: Callable[[str, str], None], chunk: int = 256,
+         progress: Callable[[int], None] = lambda n: None) -> tuple[list[Entry], list[str]]:
     """Decode every image once: record shape and alpha, assign labels, note the loss before.
 
     Thumbnails go through the generator in chunks (batched, bounded memory).
@@ -194,7 +223,8 @@ def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
     ok: list[Entry] = []
     thumbs: list[torch.Tensor] = []
     log_probs: list[torch.Tensor] = []
-    for e in entries:
+    for n, e in enumerate(entries):
+        progress(n)
         try:
             img = read_image(e.source, cfg.max_pixels)
         except ImageReadError as err:
@@ -264,9 +294,10 @@ def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, o
     previous, records = manifest.load(path)
     records = {k: v for k, v in records.items() if k in by_rel}
     finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
+    made = [k for k, r in records.items() if (output_dir / str(r.get("output"))).is_file()]   # under any name
     diffs = manifest.settings_differences(previous, header)
-    if finished and diffs:
-        raise ConfigError(f"{output_dir}: holds {len(finished)} image(s) protected with another generator or "
+    if made and diffs:
+        raise ConfigError(f"{output_dir}: holds {len(made)} image(s) protected with another generator or "
                           f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "
                           "add --overwrite to redo them, or choose another --output")
     moved = sum(records[k].get("class_index") != by_rel[k].label for k in finished)
@@ -288,17 +319,50 @@ def passed_over_warnings(found: FolderScan, root: Path) -> list[str]:
     if found.raw:
         lines.append(f"{len(found.raw)} camera-raw file(s) not protected (export them to JPEG, PNG or "
                      f"TIFF first): {names(found.raw)}")
+    if found.loops:
+        lines.append(f"{len(found.loops)} linked folder(s) not entered because they lead to a folder "
+                     f"already searched: {names(found.loops)}")
     return lines
+
+
+def find_inputs(input_path: Path, output_dir: Path) -> tuple[Path, list[Path], list[str]]:
+    """(root the relative paths start from, image files, warnings) for a folder or one file."""
+    if input_path.is_file():
+        if input_path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"{input_path}: not an image file name (looked for "
+                              f"{', '.join(sorted(s[1:] for s in IMAGE_SUFFIXES))})")
+        return input_path.parent, [input_path], []
+    found = scan_folder(input_path, exclude=output_dir)
+    passed_over = passed_over_warnings(found, input_path)
+    if not found.images:
+        raise ConfigError(f"{input_path}: no images found (looked for "
+                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif, heic, avif)"
+                          + "".join(f"; {w}" for w in passed_over))
+    return input_path, found.images, passed_over
+
+
+def spread(entries: list[Entry], n: int) -> list[Entry]:
+    """``n`` entries evenly spread over the sorted list (first and last included)."""
+    ordered = sorted(entries, key=lambda e: e.rel)
+    if n >= len(ordered):
+        return ordered
+    if n == 1:
+        return ordered[:1]
+    return [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)]
 
 
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
                    cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
                    on_error: Callable[[str, str], None] = lambda rel, reason: None,
-                   progress: Callable[[int, int], None] = lambda done, total: None) -> ProtectSummary:
-    """Protect every image under ``input_dir`` into ``output_dir``; see the module docstring.
+                   progress: Progress = lambda phase, done, total: None) -> ProtectSummary:
+    """Protect every image under ``input_dir`` (a folder, or one image file) into
+    ``output_dir``; see the module docstring.
 
-    ``on_error(rel, reason)`` is called for each unusable file; ``progress(n, total)``
-    after each written batch (``total`` = images that need work).
+    ``on_error(rel, reason)`` is called for each unusable file; ``progress(phase, n,
+    total)`` while images are read (``"read"``) and as noise steps finish
+    (``"protect"``; ``n`` counts images, fractionally within a batch).  With
+    ``cfg.preview`` only that many images are protected and written as side-by-side
+    sheets (:mod:`preview`), with no manifest.
     """
     start = time.perf_counter()
     cfg.validate()
@@ -307,28 +371,39 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     except ValueError as e:
         raise ConfigError(str(e)) from e
     check_folders(input_dir, output_dir)
-    found = scan_folder(input_dir, exclude=output_dir)
-    files, passed_over = found.images, passed_over_warnings(found, input_dir)
-    if not files:
-        raise ConfigError(f"{input_dir}: no images found (looked for "
-                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif, heic, avif)"
-                          + "".join(f"; {w}" for w in passed_over))
-    rels = [f.relative_to(input_dir).as_posix() for f in files]
-    entries = [Entry(f, r, o) for f, r, o in zip(files, rels, output_names(rels))]
+    root, files, passed_over = find_inputs(input_dir, output_dir)
+    rels = [f.relative_to(root).as_posix() for f in files]
+    suffix = ".preview.png" if cfg.preview else cfg.output_format.suffix
+    entries = [Entry(f, r, o) for f, r, o in zip(files, rels, output_names(rels, suffix))]
     if cfg.labels == labelling.NAMES:     # folder names are known before any image is decoded
         try:
             labelling.classes_by_name([e.group for e in entries], card.class_names)
         except labelling.LabelError as e:
             raise ConfigError(f"{input_dir}: {e}") from e
     summary = ProtectSummary(output_dir)
+    if cfg.steps * cfg.alpha < cfg.radius:
+        summary.warnings.append(f"--steps {cfg.steps} x --step-size {cfg.alpha * 255:g} levels cannot carry the "
+                                f"noise across its bound of {cfg.radius_levels}: much of it stays random")
 
     def failed(rel: str, reason: str) -> None:
         summary.failed.append((rel, reason))
         on_error(rel, reason)
 
     protector = Protector(model, card, cfg, device)
-    entries, summary.warnings = scan(entries, protector, cfg, failed)
-    summary.warnings += passed_over
+    entries, label_warnings = scan(entries, protector, cfg, failed,
+                                   progress=lambda n: progress("read", n, len(files)))
+    summary.warnings += label_warnings + passed_over
+    summary.classes = {e.group: card.class_names[e.label] for e in entries}
+    if not entries:                       # nothing readable: create nothing
+        summary.seconds = time.perf_counter() - start
+        return summary
+    prepare_output(output_dir)
+    if cfg.preview:
+        chosen = spread(entries, cfg.preview)
+        write_previews(chosen, make_batches(chosen, cfg), protector, cfg, output_dir, summary,
+                       lambda n: progress("protect", n, len(chosen)))
+        summary.seconds = time.perf_counter() - start
+        return summary
     manifest_path = output_dir / manifest.MANIFEST
     header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
                              protector.noise_config, cfg, device)
@@ -342,47 +417,88 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     batches = make_batches(entries, cfg)
     pending_total = sum(not done(e) for e in entries)
     summary.skipped = len(entries) - pending_total
-    progress(0, pending_total)
+    progress("protect", 0, pending_total)
     written = 0
     last_manifest = time.perf_counter()
     for batch in batches:
         todo = [e for e in batch if not done(e)]
         if not todo:
             continue
-        images, keep = [], []
-        for e in batch:
-            try:
-                images.append(read_image(e.source, cfg.max_pixels))
-                keep.append(e)
-            except ImageReadError as err:  # changed since the scan
-                if e in todo:
-                    failed(e.rel, err.reason)
+        images, keep = read_batch(batch, todo, cfg, failed)
         if not keep:
             continue
-        g = seeding.generator(cfg.seed, "protect", *[e.rel for e in batch])
         x_u8 = torch.stack([_to_tensor(img) for img in images])
         labels = torch.tensor([e.label for e in keep])
-        out, after = protector.protect(x_u8, labels, g)
+        out, after = protector.protect(x_u8, labels, batch_generator(cfg, batch),
+                                       on_step=lambda k, n: progress("protect", written + len(todo) * k / n,
+                                                                     pending_total))
         finished = []
         for i, (e, img) in enumerate(zip(keep, images)):
             if e not in todo:
                 continue
             pixels = out[i].permute(1, 2, 0).numpy()
-            write_png(output_dir / e.output_rel, pixels, img.alpha, img.icc,
-                      img.exif if cfg.keep_exif else None)
+            try:
+                write_image(output_dir / e.output_rel, pixels, img.alpha, img.icc,
+                            img.exif if cfg.keep_exif else None, cfg.output_format)
+            except ValueError as err:              # too large for the chosen format
+                failed(e.rel, str(err))
+                continue
             records[e.rel] = image_record(e, card, out[i], x_u8[i], after[i].item())
             finished.append(records[e.rel])
             summary.processed += 1
-            written += 1
+        written += len(todo)
         manifest.append_journal(manifest_path, finished)
         if time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
             manifest.write(manifest_path, header, records, summary.failed)
             last_manifest = time.perf_counter()
-        progress(written, pending_total)
+        progress("protect", written, pending_total)
     manifest.write(manifest_path, header, records, summary.failed)
     (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
+    summary.manifest_written = True
     new = [records[e.rel] for e in entries if e.rel in records]
     summary.psnr = [r["psnr"] for r in new if r["psnr"] is not None]  # type: ignore[misc]
     summary.worst_linf = max((int(r["linf"]) for r in new), default=0)  # type: ignore[arg-type]
+    summary.bytes_in = sum(e.source.stat().st_size for e in entries if e.rel in records)
+    summary.bytes_out = sum((output_dir / str(r["output"])).stat().st_size for r in new)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def batch_generator(cfg: ProtectConfig, batch: list[Entry]) -> torch.Generator:
+    """The random stream of one batch, keyed by its files (not by what a run had left to do)."""
+    return seeding.generator(cfg.seed, "protect", *[e.rel for e in batch])
+
+
+def read_batch(batch: list[Entry], todo: list[Entry], cfg: ProtectConfig,
+               failed: Callable[[str, str], None]) -> tuple[list[DecodedImage], list[Entry]]:
+    """Decode a batch again (images are not kept in memory between the scan and here)."""
+    images, keep = [], []
+    for e in batch:
+        try:
+            images.append(read_image(e.source, cfg.max_pixels))
+            keep.append(e)
+        except ImageReadError as err:  # changed since the scan
+            if e in todo:
+                failed(e.rel, err.reason)
+    return images, keep
+
+
+def write_previews(chosen: list[Entry], batches: list[list[Entry]], protector: Protector, cfg: ProtectConfig,
+                   output_dir: Path, summary: ProtectSummary, progress: Callable[[float], None]) -> None:
+    """Protect ``chosen`` and write one side-by-side sheet each (original | protected | noise)."""
+    done = 0
+    for batch in batches:
+        images, keep = read_batch(batch, batch, cfg, lambda rel, reason: summary.failed.append((rel, reason)))
+        if not keep:
+            continue
+        x_u8 = torch.stack([_to_tensor(img) for img in images])
+        out, _ = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
+                                   on_step=lambda k, n: progress(done + len(keep) * k / n))
+        for i, e in enumerate(keep):
+            sheet = preview_sheet(x_u8[i], out[i], cfg.radius_levels)
+            write_image(output_dir / e.output_rel, sheet.permute(1, 2, 0).numpy())
+            summary.previews.append(output_dir / e.output_rel)
+            summary.psnr.append(psnr(out[i], x_u8[i]) or float("inf"))
+            summary.worst_linf = max(summary.worst_linf, int((out[i].int() - x_u8[i].int()).abs().max()))
+        done += len(keep)
+        progress(done)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .atomic import atomic_path
 from .evaluate import EvalReport, Run
+from .metrics import wilson_interval
 
 
 def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:
@@ -19,21 +20,40 @@ def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:
     return groups
 
 
+def evaluated_images(report: EvalReport) -> int:
+    """How many images each accuracy in the report is measured on."""
+    key = "target_heldout_images" if report.settings.get("scenario") == "personal-folder" else "test_images"
+    return int(report.settings.get(key, 0))  # type: ignore[call-overload]
+
+
+def interval(acc_percent: float, n: int) -> tuple[float, float]:
+    """95% interval (percent) of an accuracy measured on ``n`` images."""
+    lo, hi = wilson_interval(acc_percent / 100 * n, n)
+    return 100 * lo, 100 * hi
+
+
+def _cell(run: Run, n: int) -> str:
+    lo, hi = interval(run.final_acc, n)
+    return f"{run.final_acc:.1f} [{lo:.0f}–{hi:.0f}] / {run.best_acc:.1f}"
+
+
 def results_table(report: EvalReport) -> Table:
-    """One row per condition and protected copy: clean vs protected final/best accuracy and their ratio."""
+    """One row per condition and protected copy: clean vs protected final accuracy with its
+    95% interval, best epoch, and the ratio of the final accuracies."""
     personal = report.settings.get("scenario") == "personal-folder"
     metric = "target recognition %" if personal else "test accuracy %"
-    table = Table(title=f"eval: {metric}, final / best epoch; ratio = protected / clean, final")
+    n = evaluated_images(report)
+    table = Table(title=f"eval: {metric} on {n} images, final [95% interval] / best epoch; "
+                        "ratio = protected / clean, final")
     for col in ("adv", "defense", "copy", "clean", "protected", "ratio"):
         table.add_column(col)
     for (radius, defense), runs in _by_condition(report).items():
         clean = next((r for r in runs if r.data == "clean"), None)
-        clean_cell = f"{clean.final_acc:.1f} / {clean.best_acc:.1f}" if clean else "—"
+        clean_cell = _cell(clean, n) if clean else "—"
         protected = [r for r in runs if r.data == "protected"]
         for run in protected:
             ratio = f"{run.final_acc / clean.final_acc:.2f}" if clean and clean.final_acc else "—"
-            table.add_row(f"{radius:g}/255", defense, run.name, clean_cell,
-                          f"{run.final_acc:.1f} / {run.best_acc:.1f}", ratio)
+            table.add_row(f"{radius:g}/255", defense, run.name, clean_cell, _cell(run, n), ratio)
         if not protected:
             table.add_row(f"{radius:g}/255", defense, "—", clean_cell, "—", "—")
     for name, q in report.imperceptibility.items():
@@ -41,6 +61,39 @@ def results_table(report: EvalReport) -> Table:
             f"{name}: L∞ max {q['linf_max']} levels, PSNR mean {q['psnr_mean']:.2f} dB (min {q['psnr_min']:.2f}), "
             f"SSIM mean {q['ssim_mean']:.4f} (min {q['ssim_min']:.4f})  ")
     return table
+
+
+def result_warnings(report: EvalReport) -> list[str]:
+    """Plain-words warnings where the figures cannot carry a conclusion.
+
+    A clean-trained victim whose accuracy interval reaches chance did not learn, so no
+    ratio against it means anything (below twice chance it barely learnt); a protected victim whose interval overlaps the
+    clean one's is not shown to differ from it on this many images.
+    """
+    n = evaluated_images(report)
+    classes = len(report.settings.get("classes") or []) or int(report.settings.get("background_classes", 0)) + 1  # type: ignore[arg-type, call-overload]
+    chance = 100 / max(1, classes)
+    lines = []
+    for (radius, defense), runs in _by_condition(report).items():
+        where = f"adv {radius:g}/255, {defense}"
+        clean = next((r for r in runs if r.data == "clean"), None)
+        if clean is None:
+            continue
+        lo, hi = interval(clean.final_acc, n)
+        if lo <= chance:
+            lines.append(f"{where}: the clean-trained victim did not learn ({clean.final_acc:.1f}%, chance is "
+                         f"{chance:.1f}%): the results are meaningless; train longer or on more images")
+            continue
+        if clean.final_acc < 2 * chance:
+            lines.append(f"{where}: the clean-trained victim barely learnt ({clean.final_acc:.1f}%, chance is "
+                         f"{chance:.1f}%): a ratio against it says little; train longer or on more images")
+        for run in (r for r in runs if r.data == "protected"):
+            plo, phi = interval(run.final_acc, n)
+            if plo <= hi and lo <= phi:
+                lines.append(f"{where}, {run.name}: {run.final_acc:.1f}% [{plo:.0f}–{phi:.0f}] vs clean "
+                             f"{clean.final_acc:.1f}% [{lo:.0f}–{hi:.0f}]: the 95% intervals on {n} images "
+                             "overlap, so this does not show a difference; evaluate on more images")
+    return lines
 
 
 def write_report(report: EvalReport, path: Path) -> None:

@@ -51,6 +51,10 @@ DEFENDED_EVAL_IMAGES = 1000
 class Interrupted(Exception):
     """Training stopped on request (Ctrl-C / SIGTERM) after saving a checkpoint."""
 
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
 
 @dataclass
 class RunPaths:
@@ -83,14 +87,15 @@ def batch_indices(n: int, cfg: TrainConfig, step: int) -> torch.Tensor:
 
 
 @contextmanager
-def stop_requests() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C / SIGTERM into a flag checked between steps; a second one aborts."""
-    flag = {"stop": False}
+def stop_requests() -> Iterator[dict[str, int]]:
+    """Turn the first Ctrl-C / SIGTERM into a flag (the signal's number) checked between
+    steps; a second one aborts."""
+    flag = {"stop": 0}
 
     def handler(signum: int, frame: object) -> None:
         if flag["stop"]:
             raise KeyboardInterrupt
-        flag["stop"] = True
+        flag["stop"] = signum
 
     previous = {}
     try:
@@ -113,7 +118,7 @@ class Trainer:
         self.cfg, self.device, self.paths = cfg, device, paths
         self.show_progress = show_progress
         self.dataset_digest = data.digest()
-        self.dataset_name = dataset_name or data.root.name
+        self.dataset_name = dataset_name or default_dataset_name(data.root)
         self.train, self.val = data.split(cfg.val_fraction, cfg.seed)
         if len(self.train) < 2:
             raise ConfigError(f"{data.root}: too few training images ({len(self.train)})")
@@ -317,7 +322,8 @@ class Trainer:
                 if flag["stop"]:
                     self.save_checkpoint()
                     raise Interrupted(f"at step {self.step}; checkpoint saved to "
-                                      f"{self.paths.checkpoint}; rerun with --resume to continue")
+                                      f"{self.paths.checkpoint}; rerun with --resume to continue",
+                                      flag["stop"])
             self.save_checkpoint()
         return self.finish()
 
@@ -375,11 +381,48 @@ def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, de
     return correct / max(1, len(labels))
 
 
+def default_dataset_name(data_dir: Path) -> str:
+    """``parent/folder`` (``cifar10/train``): a folder's own name is often just ``train``."""
+    resolved = Path(data_dir).resolve()
+    return f"{resolved.parent.name}/{resolved.name}" if resolved.parent.name else resolved.name
+
+
+def checkpoint_step(path: Path) -> str:
+    """The step a checkpoint file says it reached, or ``"?"`` if it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("step", "?")
+    except (SafetensorError, OSError):
+        return "?"
+
+
+def check_previous_run(paths: RunPaths, cfg: TrainConfig, resume: bool, overwrite: bool,
+                       export_only: bool) -> None:
+    """Refuse to discard a finished generator or an unfinished run's checkpoint unless asked.
+
+    A finished ``OUTPUT`` is replaced only with ``overwrite``; a checkpoint is continued
+    with ``resume`` (or exported), and discarded only with ``overwrite``.
+    """
+    if overwrite:
+        return
+    if paths.weights.exists():
+        raise ConfigError(f"{paths.weights}: a generator is already there; add --overwrite to replace it, "
+                          "or choose another -o")
+    if paths.checkpoint.exists() and not (resume or export_only):
+        raise ConfigError(f"{paths.checkpoint}: an unfinished run's checkpoint (step "
+                          f"{checkpoint_step(paths.checkpoint)} of {cfg.steps}) is there; add --resume to "
+                          "continue it, or --overwrite to start over and discard it")
+
+
 def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torch.device,
-                    resume: bool = False, show_progress: bool = True, export_only: bool = False) -> GeneratorCard:
+                    resume: bool = False, show_progress: bool = True, export_only: bool = False,
+                    overwrite: bool = False, dataset_name: str | None = None) -> GeneratorCard:
     """Train a generator on an image-folder data set and save it to ``output`` (.safetensors).
 
     ``export_only``: write weights from ``output``'s checkpoint without training further.
+    An existing ``output`` or checkpoint is never discarded without ``overwrite``
+    (:func:`check_previous_run`).  ``dataset_name`` goes into the card (default
+    ``parent/folder`` of ``data_dir``).
     """
     output = Path(output)
     if output.suffix != ".safetensors":
@@ -393,6 +436,10 @@ def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torc
         raise ConfigError(f"{output}: cannot create its folder ({e.strerror or e})") from e
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{output}: folder {parent} is not writable")
+    paths = RunPaths(output)
+    check_previous_run(paths, cfg, resume, overwrite, export_only)
     data = load_image_folder(Path(data_dir), cfg.image_size, cfg.per_class)
-    trainer = Trainer(data, RunPaths(output), cfg, device, Path(data_dir).resolve().name, show_progress)
+    trainer = Trainer(data, paths, cfg, device, dataset_name or default_dataset_name(data_dir), show_progress)
+    if overwrite and not export_only and not resume:
+        paths.checkpoint.unlink(missing_ok=True)     # asked to start over: the old run is discarded
     return trainer.run(resume=resume, export_only=export_only)

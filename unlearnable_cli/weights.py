@@ -28,7 +28,15 @@ from .transforms import TransformSpec
 
 FORMAT = "unlearnable-generator"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS_NAME = "sem-resnet18w16-cifar10.safetensors"
+
+#: Shipped generators by name (``protect --weights cifar10``): name -> file in ``weights/``.
+SHIPPED: dict[str, str] = {
+    "cifar10": "sem-resnet18w16-cifar10.safetensors",
+}
+#: The generator ``protect`` uses when ``--weights`` is not given.
+DEFAULT_GENERATOR = "cifar10"
+#: First bytes of files written by ``torch.save``: a zip archive (torch >= 1.6) or a raw pickle.
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 class WeightsError(Exception):
@@ -153,9 +161,22 @@ def _open(path: Path, load: bool = False) -> tuple[dict[str, str], dict[str, tor
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()} if load else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        if _looks_like_pickle(path):
+            raise WeightsError(f"{path}: looks like a PyTorch pickle (torch.save) renamed .safetensors; "
+                               "pickles can run code when loaded and are refused for safety") from e
         raise WeightsError(f"{path}: not a readable safetensors file, it may be truncated or "
                            f"corrupted ({e})") from e
     return meta, tensors
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """Whether ``path`` starts like a ``torch.save`` file (zip archive or raw pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(PICKLE_MAGIC)
 
 
 def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, GeneratorCard]:
@@ -176,17 +197,40 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
     return model.to(device, memory_format=torch.channels_last).eval(), card
 
 
-def default_weights_path() -> Path:
-    """The shipped default generator: ``$UNLEARNABLE_WEIGHTS``, the installed package copy,
-    or the source checkout's ``weights/`` folder, first that exists."""
-    env = os.environ.get("UNLEARNABLE_WEIGHTS")
-    if env:
-        return Path(env)
+def shipped_dirs() -> list[Path]:
+    """Where shipped generators are looked for: inside the installed package (a wheel
+    carries ``weights/`` as ``unlearnable_cli/weights/``), then the source checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "weights" / DEFAULT_WEIGHTS_NAME,
-                      here.parent / "weights" / DEFAULT_WEIGHTS_NAME):
+    return [here / "weights", here.parent / "weights"]
+
+
+def shipped_path(name: str) -> Path:
+    """The file of the shipped generator ``name``; :class:`WeightsError` lists the names."""
+    if name not in SHIPPED:
+        raise WeightsError(f"{name!r} is neither a weights file nor a shipped generator "
+                           f"(shipped: {', '.join(sorted(SHIPPED))})")
+    for folder in shipped_dirs():
+        candidate = folder / SHIPPED[name]
         if candidate.is_file():
             return candidate
-    raise WeightsError("no default generator is installed (looked for "
-                       f"{DEFAULT_WEIGHTS_NAME} in the package and in the source checkout's "
-                       "weights/ folder); pass --weights PATH")
+    raise WeightsError(f"shipped generator {name!r} is not installed (looked for {SHIPPED[name]} in the "
+                       "package and in the source checkout's weights/ folder); pass --weights PATH")
+
+
+def resolve_weights(spec: str | Path | None) -> Path:
+    """A ``--weights`` value: a path to a file, a shipped generator's name, or None for the
+    default (``$UNLEARNABLE_WEIGHTS`` if set, else the shipped ``DEFAULT_GENERATOR``)."""
+    if spec is None:
+        env = os.environ.get("UNLEARNABLE_WEIGHTS")
+        return Path(env) if env else shipped_path(DEFAULT_GENERATOR)
+    path = Path(spec)
+    if str(spec) in SHIPPED and not path.is_file():
+        return shipped_path(str(spec))
+    if path.suffix or path.exists() or "/" in str(spec):
+        return path
+    return shipped_path(str(spec))       # a bare word that is no file: a name, or a clear error
+
+
+def default_weights_path() -> Path:
+    """The generator used when ``--weights`` is not given (see :func:`resolve_weights`)."""
+    return resolve_weights(None)

@@ -1,0 +1,127 @@
+"""What the commands tell a person, in plain words: protect's closing summary, the
+class each folder was pushed to, and a generator's card."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from .config import ProtectConfig
+from .imageio import OutputFormat
+from .protect import ProtectSummary
+from .weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
+
+#: What each training metric of a card means (``train-generator`` measures them).
+METRIC_MEANINGS = {
+    "defended_train_acc": ("on its own protected training images",
+                           "high is expected: it has learnt the noise"),
+    "clean_train_acc": ("on clean training images", ""),
+    "val_clean_acc": ("on held-out clean images",
+                      "low is expected: the generator learns the noise, not the images"),
+    "val_pgd_acc": ("on held-out images under a PGD attack", "robustness of the surrogate"),
+}
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
+    """The closing lines of ``protect``: what was done, the promise, what it does not do."""
+    done = summary.processed + summary.skipped
+    if not done:
+        return "No image could be protected; nothing was written."
+    skipped = f" ({summary.skipped} were already done and kept)" if summary.skipped else ""
+    psnr = (f", mean PSNR {sum(summary.psnr) / len(summary.psnr):.1f} dB" if summary.psnr else "")
+    lines = [
+        f"Protected {summary.processed} image(s) into {summary.output_dir}{skipped}.",
+        f"Every pixel changed by at most {cfg.radius_levels} of 255 levels "
+        f"(largest change found: {summary.worst_linf}{psnr}).",
+        "A model trained on these files learns little from them. They are not hidden, encrypted or "
+        "watermarked: people can still see, share and recognize them, and re-encoding, resizing or "
+        "editing them weakens the protection.",
+    ]
+    if summary.bytes_in:
+        factor = summary.bytes_out / summary.bytes_in
+        hint = (" Both formats are lossless; --format webp is usually smaller."
+                if cfg.output_format is OutputFormat.PNG else "")
+        lines.append(f"The outputs take {_size(summary.bytes_out)} as {cfg.output_format.value.upper()} "
+                     f"({factor:.1f}x the {_size(summary.bytes_in)} of the originals).{hint}")
+    lines.append(f"Settings and one record per image: {summary.manifest} ({summary.seconds:.1f} s).")
+    return "\n".join(lines)
+
+
+def preview_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
+    """The closing lines of ``protect --preview``."""
+    if not summary.previews:
+        return "No preview could be made; nothing was written."
+    names = "\n".join(f"  {p}" for p in summary.previews)
+    return (f"Wrote {len(summary.previews)} preview(s): original | protected | the change, amplified so that "
+            f"±{cfg.radius_levels} levels span black to white (grey: no change).\n{names}\n"
+            "Nothing else was written; run without --preview to protect every image.")
+
+
+def class_lines(classes: dict[str, str], limit: int = 50) -> list[str]:
+    """``folder `cats` → generator class `deer` ...`` for each folder (``--verbose``)."""
+    lines = [f"folder `{group if group != '.' else '(top folder)'}` → pushed towards generator class `{name}`"
+             for group, name in sorted(classes.items())[:limit]]
+    if len(classes) > limit:
+        lines.append(f"… and {len(classes) - limit} more folders")
+    if lines:
+        lines.append("Any distinct class per folder works: a model trained on the outputs learns "
+                     "\"this noise means this folder\" instead of what the images show.")
+    return lines
+
+
+def metric_lines(metrics: dict[str, object]) -> list[str]:
+    """A card's accuracies as percentages, each with what it measures."""
+    lines = []
+    for key, value in metrics.items():
+        if not key.endswith("_acc") or not isinstance(value, (int, float)):
+            continue
+        what, meaning = METRIC_MEANINGS.get(key, (key, ""))
+        if key == "val_pgd_acc" and isinstance(metrics.get("val_pgd_attack"), dict):
+            what += f" ({metrics['val_pgd_attack'].get('eps', '?'):g}/255)"  # type: ignore[union-attr]
+        lines.append(f"{value:.1%} {what}" + (f" ({meaning})" if meaning else ""))
+    return lines
+
+
+def card_rows(card: GeneratorCard) -> list[tuple[str, str]]:
+    """Rows of ``unlearnable info`` (its accuracies follow the table: :func:`metric_lines`)."""
+    h = card.hyperparameters
+    return [
+        ("architecture", f"{card.arch} {card.arch_kwargs}"),
+        ("method", card.method),
+        ("classes", f"{card.num_classes}: {', '.join(card.class_names)}"),
+        ("input size", f"{card.input_size[0]}x{card.input_size[1]}, values in {list(card.value_range)}"),
+        ("radii (levels/255)", ", ".join(f"{k} {h[k] * 255:g}" for k in
+                                         ("radius", "step_size", "adv_radius", "adv_step_size", "random_radius")
+                                         if k in h)),
+        ("steps", ", ".join(f"{k} {h[k]}" for k in ("steps", "noise_steps", "eot_samples", "adv_steps",
+                                                     "batch_size") if k in h)),
+        ("transform", json.dumps(card.transform)),
+        ("training data", json.dumps(card.dataset)),
+        ("provenance", json.dumps(card.provenance)),
+    ]
+
+
+def shipped_table() -> Table:
+    """The shipped generators: name, file, training data, classes, input size."""
+    table = Table(title="shipped generators (protect --weights NAME)")
+    for col in ("name", "file", "trained on", "classes", "input"):
+        table.add_column(col)
+    for name, file in sorted(SHIPPED.items()):
+        label = name + (" (default)" if name == DEFAULT_GENERATOR else "")
+        try:
+            card = read_card(shipped_path(name))
+        except WeightsError as e:
+            table.add_row(label, file, f"not usable: {e}", "", "")
+            continue
+        table.add_row(label, file, str(card.dataset.get("name", "?")), str(card.num_classes),
+                      f"{card.input_size[0]}x{card.input_size[1]}")
+    return table
