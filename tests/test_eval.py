@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
-from unlearnable_cli import evaluate as evaluate_module, report as report_module
-from unlearnable_cli.evaluate import match_folders
+from unlearnable_cli import evaluate as evaluate_module
+from unlearnable_cli.data import match_folders
 from unlearnable_cli.journal import journal_path
 
 runner = CliRunner()
@@ -71,15 +71,19 @@ def test_eval_report_schema_and_imperceptibility(folders, tmp_path):
     assert "ratio" in result.output and "4/255" in result.output
 
 
-def test_same_seed_same_curves(folders, tmp_path):
+def test_same_seed_same_victims(folders, tmp_path):
+    """Same seed and recipe: the same victims, compared by their trained weights (equal
+    accuracies on a few test images could be chance); another seed: other weights."""
     clean, prot, test = folders
     out = []
-    for k in range(2):
+    for k, seed in enumerate((0, 0, 1)):
         path = tmp_path / f"r{k}.json"
-        runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
-                            "--report", str(path), *TINY])
-        out.append([r["acc_per_epoch"] for r in json.loads(path.read_text())["runs"]])
-    assert out[0] == out[1]
+        result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                                     "--report", str(path), *TINY, "--seed", str(seed)])
+        assert result.exit_code == 0, result.output
+        out.append([r["weights_sha256"] for r in json.loads(path.read_text())["runs"]])
+    assert out[0] == out[1] and len(set(out[0])) == 2
+    assert not set(out[0]) & set(out[2])
 
 
 def test_split_runs_match_one_combined_call(folders, tmp_path):
@@ -106,7 +110,7 @@ def count_victims(monkeypatch, at: int) -> tuple[list[float], dict[str, int]]:
     stop = {"at": at}
 
     def counted(*a, **k):
-        calls.append(a[-2].adv_radius)                       # the victim's Setting
+        calls.append(round(a[-2].adv_radius * 255, 6))      # the victim's Setting, in levels
         if len(calls) == stop["at"]:
             raise KeyboardInterrupt
         return real(*a, **k)
@@ -172,7 +176,7 @@ def test_unwritable_report_keeps_the_finished_victims(folders, tmp_path, monkeyp
     def no_space(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(report))
 
-    monkeypatch.setattr(report_module, "atomic_path", no_space)
+    monkeypatch.setattr(evaluate_module, "atomic_path", no_space)
     result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
                                  "--report", str(report), *TINY])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from unlearnable_cli import imageio, manifest, weights
 from unlearnable_cli.cli import app
-from unlearnable_cli.evaluate import EvalReport, Run, match_folders
+from unlearnable_cli.data import match_folders
+from unlearnable_cli.evaluate import EvalReport, Run
 from unlearnable_cli.imageio import read_image
 from unlearnable_cli.report import result_warnings
 from unlearnable_cli.weights import load_generator, read_card

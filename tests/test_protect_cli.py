@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from unlearnable_cli import atomic, imageio, manifest, weights
 from unlearnable_cli.cli import app
 from unlearnable_cli.imageio import read_image
-from unlearnable_cli.protect import Entry, previous_records
+from unlearnable_cli.manifest import previous_records
+from unlearnable_cli.protect import Entry
 
 from conftest import BAD_FILES, CLASSES, save, small, tiny_model
 

@@ -8,100 +8,21 @@ from __future__ import annotations
 
 import json
 import signal
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
-from .config import ConfigError, Device, Preset, VictimRuns, levels, resolve_device, train_config
-from .data import DatasetError
-from .imageio import DEFAULT_MAX_PIXELS, ImageReadError, OutputFormat
-from .noise import Method
+from .config import ConfigError, Device, Method, Preset, VictimRuns, levels, resolve_device, train_config
+from .console import (DOMAIN_ERRORS, Command, Group, Terminated, console, err_console, fail, os_failure,
+                      sigterm_as_interrupt, stopped)
+from .imageio import DEFAULT_MAX_PIXELS, OutputFormat
 from .weights import WeightsError
-
-
-class _PlainMetavars:
-    """Help without type labels where they say nothing: no ``<bool>`` beside a flag
-    (``--help`` included); list options name their values with an explicit metavar."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # type: ignore[misc]
-        if option is not None:
-            option.metavar = ""
-        return option
-
-    def get_params(self, ctx: Any) -> Any:
-        params = super().get_params(ctx)  # type: ignore[misc]
-        for p in params:
-            if getattr(p, "is_flag", False) and p.metavar is None:
-                p.metavar = ""
-        return params
-
-
-class Command(_PlainMetavars, TyperCommand):
-    pass
-
-
-class Group(_PlainMetavars, TyperGroup):
-    pass
-
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group,
                   help="Protect your own images against unauthorized use as training data.")
-console = Console()
-err_console = Console(stderr=True)
-
-DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError)
-
-
-def _exit_line(tag: str, message: str, code: int) -> typer.Exit:
-    """Print one tagged line on stderr and return the Exit to raise."""
-    err_console.print(f"{tag} {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """A red error line and the Exit to raise."""
-    return _exit_line("[red]error:[/red]", message, code)
-
-
-def os_failure(e: OSError, kept: str) -> typer.Exit:
-    """A file the run could not write or read (disk full, permissions): name it, say what is kept."""
-    where = e.filename2 or e.filename
-    return fail(f"{f'{where}: ' if where else ''}{e.strerror or e}; {kept}")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler, ``kill``), handled like Ctrl-C: stop, say what is kept."""
-
-
-def stopped(message: str, terminated: bool = False) -> typer.Exit:
-    """A run stopped on request: its work is saved, so not an error; exit 130 after Ctrl-C,
-    143 after SIGTERM (the shells' 128 + signal number)."""
-    return _exit_line("[yellow]stopped:[/yellow]", message, 143 if terminated else 130)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated`, so the command's Ctrl-C path
-    (finished work kept, one line saying so) also serves ``kill``."""
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:                     # not the main thread (tests): nothing to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def version_callback(value: bool) -> None:
@@ -147,7 +68,8 @@ def protect(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .config import ProtectConfig
-    from .protect import default_output_dir, protect_folder
+    from .folders import default_output_dir
+    from .protect import protect_folder
     from .weights import load_generator, resolve_weights
 
     output_dir = output or default_output_dir(input_path, preview=preview > 0)
@@ -259,38 +181,29 @@ def eval_cmd(
     """Train fresh models on clean and on protected images and compare their test accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from . import defenses as defense_lib
-    from .evaluate import EVAL_PRESETS, Run, Setting, VictimConfig, evaluate, evaluate_personal
-    from .journal import RunJournal, journal_path
-    from .report import plot_curves, result_warnings, results_table, write_report
+    from .config import EvalConfig, named_folders, victim_config
+    from .defenses import DefenseError
+    from .evaluate import run_evaluation, save_report
+    from .journal import journal_path
+    from .report import plot_curves, result_warnings, results_table
 
+    kept = (f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
+            if report else "nothing was kept (give --report to make an evaluation resumable)")
     try:
-        if preset not in EVAL_PRESETS:
-            raise ConfigError(f"--preset must be one of {', '.join(EVAL_PRESETS)}")
-        overrides = dict(arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
-                         image_size=image_size, adv_steps=adv_steps, adv_step_size=adv_step_size, seed=seed)
-        cfg = VictimConfig(**{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
-        if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-            raise ConfigError("--epochs, --batch-size and --lr must be positive")
-        if not 0 < poison_ratio <= 1:
-            raise ConfigError("--poison-ratio must be in (0, 1]")
-        radii = adv_radius or [0.0]
-        if any(r < 0 or r > 255 for r in radii):
-            raise ConfigError("--adv-radius must be in [0, 255]")
-        settings = [Setting(r, defense_lib.parse(d)) for r in radii for d in (defense or ["none"])]
-        personal = target is not None or target_protected is not None or background is not None
-        if personal and not (target and target_protected and background):
-            raise ConfigError("the personal scenario needs --target, --target-protected and --background")
-        if personal and runs is not VictimRuns.BOTH:
-            raise ConfigError("--runs applies to --clean/--protected evaluations only")
-        if not personal and not (clean and test and (protected or runs is VictimRuns.CLEAN)):
-            raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
+        victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                               image_size=image_size, adv_steps=adv_steps, seed=seed,
+                               adv_step_size=None if adv_step_size is None else levels(adv_step_size))
+        cfg = EvalConfig(victim=victim, clean=clean, protected=named_folders(protected or []), test=test,
+                         target=target, target_protected=target_protected, background=background,
+                         target_holdout=target_holdout, adv_radii=tuple(levels(r) for r in adv_radius or [0.0]),
+                         defenses=tuple(defense or ["none"]), poison_ratio=poison_ratio,
+                         allow_missing=allow_missing, runs=runs, per_class=per_class,
+                         test_per_class=test_per_class, report=report)
         if plot is not None:
             import importlib.util
             if importlib.util.find_spec("matplotlib") is None:
                 raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
         dev = resolve_device(device)
-        journal = RunJournal(journal_path(report) if report else None, Run)
         with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
                                               "epochs", TimeElapsedColumn(), console=err_console,
                                               disable=quiet, transient=True) as bar:
@@ -301,44 +214,30 @@ def eval_cmd(
                     tasks[label] = bar.add_task(label, total=total)
                 bar.update(tasks[label], completed=epoch)
 
-            if personal:
-                result = evaluate_personal(target, target_protected, background, cfg, settings, dev,
-                                           holdout=target_holdout, background_per_class=per_class,
-                                           allow_missing=allow_missing, journal=journal, progress=progress)
-            else:
-                named = {}
-                for item in protected or []:
-                    name, sep, path = item.partition("=")
-                    named[name if sep else "protected"] = Path(path if sep else item)
-                result = evaluate(clean, named, test, cfg, settings, dev, per_class=per_class,
-                                  test_per_class=test_per_class, poison_ratio=poison_ratio,
-                                  allow_missing=allow_missing, runs_wanted=runs, journal=journal,
-                                  progress=progress)
+            result = run_evaluation(cfg, dev, progress)
     except KeyboardInterrupt as e:
-        raise stopped(f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
-                      if report else "nothing was kept (give --report to make an evaluation resumable)",
-                      isinstance(e, Terminated))
-    except (defense_lib.DefenseError,) + DOMAIN_ERRORS as e:
+        raise stopped(kept, isinstance(e, Terminated))
+    except (DefenseError,) + DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
-        raise os_failure(e, f"finished victims are kept in {journal_path(report)}, rerun the same command"
-                         if report else "nothing was kept")
+        raise os_failure(e, kept)
     if result.reused_runs:
-        err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal.path}", highlight=False)
+        err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal_path(report)}",  # type: ignore[arg-type]
+                          highlight=False)
     console.print(results_table(result))
     for w in result_warnings(result):
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     try:
+        save_report(result, cfg)
         if report:
-            write_report(result, report)
-            journal.remove()
             console.print(f"report: {report}")
         if plot:
             plot_curves(result, plot)
             console.print(f"plot: {plot}")
     except OSError as e:
         raise os_failure(e, "the results are in the table above" +
-                         (f" and the finished victims in {journal_path(report)}" if report and journal.path.exists() else ""))
+                         (f" and the finished victims in {journal_path(report)}"
+                          if report and journal_path(report).exists() else ""))
 
 
 @app.command("train-generator", cls=Command)

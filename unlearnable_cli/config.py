@@ -1,8 +1,10 @@
-"""Every option, default and preset in one place.
+"""Every option, default and preset in one place: the noise engine's, ``protect``'s,
+``train-generator``'s and ``eval``'s.
 
-Radii and step sizes are stored in [0, 1] pixel units; the command line takes them
-in pixel levels out of 255 (``--radius 8`` means 8/255) and converts with
-:func:`levels`.
+Radii and step sizes are stored in [0, 1] pixel units everywhere inside; the command
+line takes them in pixel levels out of 255 (``--radius 8`` means 8/255) and converts
+with :func:`levels`.  Command-line options default to ``None``, meaning "the default
+here".
 """
 
 from __future__ import annotations
@@ -10,12 +12,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .imageio import DEFAULT_MAX_PIXELS, OutputFormat
-from .noise import Method, NoiseConfig
 from .transforms import TransformSpec
+
+#: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255.
+RADIUS = 8 / 255
+#: α_u, SEM's noise step on CIFAR-10 (ρ_u / 5; written as 1.6/255, the float every card records).
+STEP_SIZE = 1.6 / 255
+#: ρ_a = ρ_r, SEM's adversarial and random radii on CIFAR-10.
+ADV_RADIUS = 4 / 255
+#: α_a, SEM's adversarial PGD step (ρ_a / 5).
+ADV_STEP_SIZE = 0.8 / 255
 
 
 def levels(value: float) -> float:
@@ -41,6 +53,36 @@ class VictimRuns(str, Enum):
 
 class ConfigError(ValueError):
     """An option value that cannot work; raised before any work starts."""
+
+
+class Method(str, Enum):
+    """Which unlearnable-examples method shapes the noise (and the generator training)."""
+
+    SEM = "sem"
+    REM = "rem"
+    EM = "em"
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Hyperparameters of the noise optimization, all in [0, 1] pixel units.
+
+    Defaults are the SEM paper's CIFAR-10 recipe: ρ_u = 8/255, α_u = 1.6/255,
+    K_u = 10, J = 5, ρ_r = ρ_a = 4/255 (and, for REM's inner maximization,
+    α_a = 0.8/255 with K_a = 10 steps).
+    """
+
+    method: Method = Method.SEM
+    radius: float = RADIUS           # ρ_u, the promised L∞ bound
+    step_size: float = STEP_SIZE     # α_u
+    steps: int = 10                  # K_u
+    eot_samples: int = 5             # J, draws of (t_j, δʳ_j) averaged per step
+    random_radius: float = ADV_RADIUS  # ρ_r (SEM's uniform δʳ, REM's PGD radius)
+    adv_step_size: float = ADV_STEP_SIZE  # α_a, REM's inner PGD step
+    adv_steps: int = 10              # K_a, REM's inner PGD steps
+    transform: TransformSpec = TransformSpec()
+    grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
+    max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
 
 
 def resolve_device(device: Device | str) -> torch.device:
@@ -75,12 +117,12 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_milestones: tuple[float, ...] = (0.4, 0.8)   # fractions of M where lr is multiplied by 0.1
-    radius: float = 8 / 255               # ρ_u
-    step_size: float = 1.6 / 255          # α_u
+    radius: float = RADIUS                # ρ_u
+    step_size: float = STEP_SIZE          # α_u
     noise_steps: int = 10                 # K_u
     eot_samples: int = 5                  # J
-    adv_radius: float = 4 / 255           # ρ_a (0 for EM)
-    adv_step_size: float = 0.8 / 255      # α_a
+    adv_radius: float = ADV_RADIUS        # ρ_a (0 for EM)
+    adv_step_size: float = ADV_STEP_SIZE  # α_a
     adv_steps: int = 10                   # K_a
     random_radius: float | None = None    # ρ_r; None means ρ_a
     pad: int = 4                          # t: pad-4 random crop ...
@@ -168,11 +210,11 @@ class ProtectConfig:
     transform is deterministic, i.e. EM), ρ_r = the generator's ρ_a.
     """
 
-    radius: float = 8 / 255
+    radius: float = RADIUS
     steps: int = 10
-    step_size: float | None = None
-    eot_samples: int | None = None
-    random_radius: float | None = None
+    step_size: float | None = None        # None: ρ_u / 5
+    eot_samples: int | None = None        # None: 5, or 1 for a generator whose transform is the identity (EM)
+    random_radius: float | None = None    # None: the generator's ρ_a
     eot_grayscale: float = 0.0            # chance a draw t_j is also seen in grayscale (0: never)
     labels: str = "folders"
     batch_size: int = 32
@@ -188,6 +230,21 @@ class ProtectConfig:
     def alpha(self) -> float:
         """α_u: the step size actually used (ρ_u / 5 unless given)."""
         return self.step_size if self.step_size is not None else self.radius / 5
+
+    def noise_config(self, card: "GeneratorCard") -> NoiseConfig:
+        """The noise engine settings for ``card``'s generator, with the derived defaults:
+        α_u = ρ_u / 5, J = 5 (1 when the generator's transform is the identity, as for
+        EM: there is nothing to average over), ρ_r = the generator's ρ_a, and REM's inner
+        attack as the generator was trained with it."""
+        spec = card.transform_spec
+        hyper = card.hyperparameters
+        return NoiseConfig(
+            method=Method(card.method), radius=self.radius, step_size=self.alpha, steps=self.steps,
+            eot_samples=self.eot_samples or (1 if spec == TransformSpec.identity() else 5),
+            random_radius=card.adv_radius if self.random_radius is None else self.random_radius,
+            adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
+            adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
+            transform=spec, grayscale_draws=self.eot_grayscale)
 
     @property
     def radius_levels(self) -> int:
@@ -214,3 +271,103 @@ class ProtectConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
+@dataclass
+class VictimConfig:
+    """How the unauthorized trainer in ``eval`` trains (``--preset quick`` defaults).
+
+    ``adv_step_size`` is in [0, 1] units like every radius inside; None means
+    2.5 · radius / steps (Madry et al.'s rule).
+    """
+
+    arch: str = "convnet"
+    width: int = 32
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05                        # peak of a one-cycle schedule, SGD with Nesterov momentum
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    image_size: int = 32
+    augment: bool = True                    # pad-4 random crop + horizontal flip
+    adv_steps: int = 3                      # Madry PGD steps when the adversarial radius is > 0
+    adv_step_size: float | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("--epochs, --batch-size and --lr must be positive")
+
+
+#: ``quick``: a fast CNN for a 10k-image subset on a 2-core CPU; ``paper``: the SEM/REM
+#: victim protocol (ResNet-18, SGD 0.1, wd 5e-4, crop+flip, 100 epochs, PGD-10), for a GPU.
+EVAL_PRESETS: dict[str, dict[str, object]] = {
+    "quick": {},
+    "paper": dict(arch="resnet18", width=64, epochs=100, lr=0.1, adv_steps=10),
+}
+
+
+def victim_config(preset: str, **overrides: object) -> VictimConfig:
+    """A :class:`VictimConfig` from a preset with explicit options (``None`` = keep) on top."""
+    if preset not in EVAL_PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(EVAL_PRESETS)}")
+    cfg = VictimConfig(**{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class EvalConfig:
+    """An ``eval`` run: the standard scenario (``clean``, ``protected``, ``test``) or the
+    personal one (``target``, ``target_protected``, ``background``); radii in [0, 1]."""
+
+    victim: VictimConfig = dataclasses.field(default_factory=VictimConfig)
+    clean: Path | None = None
+    protected: dict[str, Path] = dataclasses.field(default_factory=dict)   # name -> protected copy
+    test: Path | None = None
+    target: Path | None = None
+    target_protected: Path | None = None
+    background: Path | None = None
+    target_holdout: float = 0.2             # share of the user's clean images never trained on
+    adv_radii: tuple[float, ...] = (0.0,)   # adversarial training radii (0: standard training)
+    defenses: tuple[str, ...] = ("none",)   # every radius is combined with every defense
+    poison_ratio: float = 1.0               # share of the training images that are protected
+    allow_missing: bool = False
+    runs: VictimRuns = VictimRuns.BOTH
+    per_class: int | None = None
+    test_per_class: int | None = None
+    report: Path | None = None              # JSON report; finished victims are kept beside it
+
+    @property
+    def personal(self) -> bool:
+        return any(p is not None for p in (self.target, self.target_protected, self.background))
+
+    def validate(self) -> None:
+        self.victim.validate()
+        if not 0 < self.poison_ratio <= 1:
+            raise ConfigError("--poison-ratio must be in (0, 1]")
+        if not 0 < self.target_holdout < 1:
+            raise ConfigError("--target-holdout must be in (0, 1)")
+        if any(r < 0 or r > 1 for r in self.adv_radii):
+            raise ConfigError("--adv-radius must be in [0, 255]")
+        if self.personal and not (self.target and self.target_protected and self.background):
+            raise ConfigError("the personal scenario needs --target, --target-protected and --background")
+        if self.personal and self.runs is not VictimRuns.BOTH:
+            raise ConfigError("--runs applies to --clean/--protected evaluations only")
+        if not self.personal and not (self.clean and self.test and (self.protected or self.runs is VictimRuns.CLEAN)):
+            raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
+        if not self.personal and self.runs is not VictimRuns.CLEAN and not self.protected:
+            raise ConfigError("no protected folder given")
+
+
+def named_folders(items: list[str]) -> dict[str, Path]:
+    """``--protected`` values, ``NAME=DIR`` or ``DIR`` (named "protected"), by name."""
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        named[name if sep else "protected"] = Path(path if sep else item)
+    return named
+
+
+if TYPE_CHECKING:
+    from .weights import GeneratorCard

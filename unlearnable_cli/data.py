@@ -4,11 +4,15 @@
 format :mod:`unlearnable_cli.imageio` reads are resized (shorter side) and
 centre-cropped to a square of ``image_size`` and stacked into ``(N, 3, S, S)``
 uint8.  Grayscale images are replicated to RGB; alpha is dropped.
+
+Also here: pairing a clean folder with its protected copy (``eval``), and the one
+digest that identifies a data set (cards, checkpoints, eval's resume keys).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imageio import ImageReadError, find_images, read_image
+from .imageio import ImageReadError, OutputFormat, find_images, read_image
+
+#: What ``protect`` appends to an input's name (``a.jpg`` -> ``a.png`` or ``a.webp``).
+PROTECT_SUFFIXES = tuple(f.suffix for f in OutputFormat)
 
 
 class DatasetError(Exception):
@@ -39,11 +46,7 @@ class ImageFolderData:
 
     def digest(self) -> str:
         """SHA-256 over class names, labels and pixels: identifies the exact training data."""
-        h = hashlib.sha256()
-        h.update("\n".join(self.class_names).encode())
-        h.update(self.labels.numpy().tobytes())
-        h.update(self.images.numpy().tobytes())
-        return h.hexdigest()
+        return data_digest("\n".join(self.class_names), self.labels, self.images)
 
     def subset(self, index: torch.Tensor) -> "ImageFolderData":
         idx = index.tolist()
@@ -61,6 +64,18 @@ class ImageFolderData:
             val_parts.append(idx[:n_val])
             train_parts.append(idx[n_val:])
         return self.subset(torch.cat(train_parts).sort().values), self.subset(torch.cat(val_parts).sort().values)
+
+
+def data_digest(*parts: torch.Tensor | str) -> str:
+    """SHA-256 over strings (UTF-8) and tensors (their bytes, in order): a data set's identity.
+
+    The one digest of data in the package: generator cards and checkpoints record it for
+    the training set, ``eval`` keys finished victims by it.
+    """
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def square_resize(pixels: np.ndarray, size: int) -> torch.Tensor:
@@ -123,3 +138,85 @@ def load_files(files: list[Path], image_size: int = 32, workers: int = 4) -> tor
 def to_device(images_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float [0, 1] on ``device`` in channels-last layout."""
     return (images_u8.to(device).float() / 255).contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------- folder pairs (eval)
+def _key(rel: str) -> str:
+    """Relative path without its extension (protect writes ``a.png`` for ``a.jpg``)."""
+    return rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+
+
+def match_folders(clean_dir: Path, protected_dir: Path) -> tuple[list[tuple[Path, Path]], list[str], list[str]]:
+    """Pair clean and protected files by relative path, extension aside.
+
+    ``a.jpg.png`` (protect's name when ``a.jpg`` and ``a.png`` both exist) pairs with
+    ``a.jpg``; so do ``a.webp`` and ``a.jpg.webp`` (``protect --format webp``).  Returns (pairs, only in clean, only in protected).
+    """
+    clean = {p.relative_to(clean_dir).as_posix(): p for p in find_images(clean_dir)}
+    prot = {p.relative_to(protected_dir).as_posix(): p for p in find_images(protected_dir)}
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for rel in clean:
+        by_key[_key(rel)].append(rel)
+    pairs, used = [], set()
+    for rel, path in sorted(prot.items()):
+        stem = next((rel[:-len(sfx)] for sfx in PROTECT_SUFFIXES if rel.lower().endswith(sfx)), rel)
+        match = stem if stem in clean else (by_key[_key(rel)][0] if len(by_key[_key(rel)]) == 1 else None)
+        if match is not None and match not in used:
+            used.add(match)
+            pairs.append((clean[match], path))
+    only_clean = sorted(set(clean) - used)
+    only_prot = sorted(set(prot) - {p.relative_to(protected_dir).as_posix() for _, p in pairs})
+    return pairs, only_clean, only_prot
+
+
+def class_of(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).parts
+    if len(parts) < 2:
+        raise DatasetError(f"{path}: expected <root>/<class>/<image> (image-folder layout)")
+    return parts[0]
+
+
+def load_pairs(clean_dir: Path, protected_dir: Path, image_size: int, allow_missing: bool,
+               per_class: int | None = None, load_protected: bool = True,
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, list[str], list[tuple[Path, Path]]]:
+    """Matched (clean uint8, protected uint8, labels, class names, pairs); clear errors on mismatch."""
+    for d in (clean_dir, protected_dir):
+        if not Path(d).is_dir():
+            raise DatasetError(f"{d}: not a folder")
+    pairs, only_clean, only_prot = match_folders(clean_dir, protected_dir)
+    if not pairs:
+        raise DatasetError(f"{protected_dir} shares no images with {clean_dir} (expected the output of "
+                          "`unlearnable protect` on that folder)")
+    if (only_clean or only_prot) and not allow_missing:
+        shown = [f"only in {clean_dir}: {r}" for r in only_clean[:5]] + [f"only in {protected_dir}: {r}" for r in only_prot[:5]]
+        raise DatasetError(f"the folders do not mirror each other ({len(only_clean)} only in the clean folder, "
+                          f"{len(only_prot)} only in the protected one): " + "; ".join(shown) +
+                          " (use --allow-missing to evaluate the matched images only)")
+    names = sorted({class_of(c, clean_dir) for c, _ in pairs})
+    if len(names) < 2:
+        raise DatasetError(f"{clean_dir}: needs at least two class folders")
+    if per_class:
+        counts: dict[str, int] = defaultdict(int)
+        kept = []
+        for c, p in pairs:
+            cls = class_of(c, clean_dir)
+            if counts[cls] < per_class:
+                counts[cls] += 1
+                kept.append((c, p))
+        pairs = kept
+    labels = torch.tensor([names.index(class_of(c, clean_dir)) for c, _ in pairs])
+    clean = load_files([c for c, _ in pairs], image_size)
+    prot = load_files([p for _, p in pairs], image_size) if load_protected else None
+    return clean, prot, labels, names, pairs
+
+
+def load_test(test_dir: Path, names: list[str], image_size: int, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    files, labels = [], []
+    for i, name in enumerate(names):
+        found = find_images(Path(test_dir) / name)
+        found = found[:per_class] if per_class else found
+        files += found
+        labels += [i] * len(found)
+    if not files:
+        raise DatasetError(f"{test_dir}: no test images in class folders {', '.join(names)}")
+    return load_files(files, image_size), torch.tensor(labels)

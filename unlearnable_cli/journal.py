@@ -17,10 +17,7 @@ import json
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-import torch
-
 from .atomic import append_json_lines, read_json_lines
-from .weights import tensors_digest
 
 T = TypeVar("T")
 
@@ -28,11 +25,6 @@ T = TypeVar("T")
 def journal_path(report: Path) -> Path:
     """Where the finished victims of the run that writes ``report`` are kept."""
     return report.with_name(report.name + ".partial.jsonl")
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of tensors' shapes, dtypes and bytes (as for weights): a data set's identity."""
-    return tensors_digest({str(i): t for i, t in enumerate(tensors)})
 
 
 def run_key(**parts: object) -> str:
@@ -70,8 +62,3 @@ class RunJournal(Generic[T]):
             append_json_lines(self.path, [{"key": key, "run": dataclasses.asdict(result)}])  # type: ignore[call-overload]
         self.done[key] = result
         return result
-
-    def remove(self) -> None:
-        """Forget the finished records (the report that holds them is written)."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)

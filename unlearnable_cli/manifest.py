@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import __version__
 from .atomic import append_json_lines, atomic_path, read_json_lines
-from .config import ProtectConfig
-from .noise import NoiseConfig
+from .config import ConfigError, NoiseConfig, ProtectConfig
 from .weights import GeneratorCard
+
+if TYPE_CHECKING:
+    from .protect import Entry
 
 MANIFEST = "manifest.json"
 JOURNAL = ".manifest.journal.jsonl"
@@ -122,3 +125,38 @@ def write(path: Path, head: dict[str, object], records: dict[str, Record],
                 failed=[{"source": s, "reason": r} for s, r in failed])
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(body, indent=1))
+
+
+def is_finished(record: Record | None, e: Entry, output_dir: Path) -> bool:
+    """Whether ``record`` is ``e``'s output under this run's name and that file exists."""
+    return record is not None and record.get("output") == e.output_rel and (output_dir / e.output_rel).is_file()
+
+
+def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, object],
+                     overwrite: bool) -> tuple[dict[str, Record], list[str]]:
+    """Records of images already protected into ``output_dir`` (none with ``overwrite``),
+    and warnings.
+
+    Raises :class:`ConfigError` when the folder holds outputs made with another
+    generator or other settings: skipping them would mix two protections under one
+    manifest.  Outputs whose class differs from this run's assignment (the folders'
+    contents changed) are kept, with a warning.
+    """
+    path = output_dir / MANIFEST
+    if overwrite:
+        (output_dir / JOURNAL).unlink(missing_ok=True)
+        return {}, []
+    by_rel = {e.rel: e for e in entries}
+    previous, records = load(path)
+    records = {k: v for k, v in records.items() if k in by_rel}
+    finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
+    made = [k for k, r in records.items() if (output_dir / str(r.get("output"))).is_file()]   # under any name
+    diffs = settings_differences(previous, header)
+    if made and diffs:
+        raise ConfigError(f"{output_dir}: holds {len(made)} image(s) protected with another generator or "
+                          f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "
+                          "add --overwrite to redo them, or choose another --output")
+    moved = sum(records[k].get("class_index") != by_rel[k].label for k in finished)
+    warnings = [f"{moved} image(s) already in {output_dir} were pushed to another class than this run "
+                "assigns (the folders' contents changed); they are kept, --overwrite redoes them"] if moved else []
+    return records, warnings

@@ -1,11 +1,19 @@
-"""Image-quality metrics between an original and its protected version, and the
-confidence interval of an accuracy measured on a finite test set."""
+"""Measurements: image quality between an original and its protected version (PSNR,
+SSIM, L∞ over file pairs), a classifier's accuracy, and the confidence interval of an
+accuracy measured on a finite test set."""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from pathlib import Path
 
 import torch
+from torch import nn
+
+from .attacks import PGD, eval_mode
+from .data import DatasetError, to_device
+from .imageio import read_image
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -31,3 +39,53 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | None = None,
+             noise: torch.Tensor | None = None, attack: PGD | None = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy as a fraction, in eval mode (the model's mode is restored).
+
+    ``images``: uint8 ``(N, C, H, W)`` (moved to ``device`` batch by batch) or float in
+    [0, 1] already on the model's device; optionally on ``images + noise`` (clamped to
+    [0, 1]) or under ``attack``.
+    """
+    device = device or next(model.parameters()).device
+    correct = 0
+    with eval_mode(model):
+        for start in range(0, len(labels), batch_size):
+            sl = slice(start, start + batch_size)
+            x = to_device(images[sl], device) if images.dtype == torch.uint8 else images[sl]
+            y = labels[sl].to(device)
+            if noise is not None:
+                x = (x + noise[sl].to(x)).clamp(0, 1)
+            if attack is not None:
+                x = attack(x, y)
+            with torch.no_grad():
+                correct += (model(x).argmax(1) == y).sum().item()
+    return correct / max(1, len(labels))
+
+
+def imperceptibility(pairs: list[tuple[Path, Path]]) -> dict[str, float]:
+    """L∞ (levels), PSNR (dB) and SSIM between each protected file and its clean original, full size."""
+    by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+    linf, psnrs = [], []
+    for clean_path, prot_path in pairs:
+        a = torch.from_numpy(read_image(clean_path).pixels).permute(2, 0, 1)
+        b = torch.from_numpy(read_image(prot_path).pixels).permute(2, 0, 1)
+        if a.shape[0] != b.shape[0]:          # grayscale kept as RGB by lossless WebP
+            a, b = a.expand(3, -1, -1), b.expand(3, -1, -1)
+        if a.shape != b.shape:
+            raise DatasetError(f"{prot_path}: size {tuple(b.shape[1:])} differs from {clean_path} {tuple(a.shape[1:])}")
+        linf.append(int((a.int() - b.int()).abs().max()))
+        p = psnr(a, b)
+        psnrs.append(p if p is not None else math.inf)
+        by_shape[tuple(a.shape)].append((a, b))
+    ssims: list[float] = []
+    for group in by_shape.values():
+        for start in range(0, len(group), 256):
+            chunk = group[start:start + 256]
+            ssims += ssim_batch(torch.stack([a for a, _ in chunk]), torch.stack([b for _, b in chunk])).tolist()
+    finite = [p for p in psnrs if math.isfinite(p)]
+    return {"images": len(pairs), "linf_mean": sum(linf) / len(linf), "linf_max": max(linf),
+            "psnr_mean": sum(finite) / max(1, len(finite)), "psnr_min": min(finite, default=math.inf),
+            "ssim_mean": sum(ssims) / len(ssims), "ssim_min": min(ssims)}

@@ -21,9 +21,7 @@ J*B go through the model at once.  t_j comes from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
-from enum import Enum
 
 import torch
 from torch import nn
@@ -31,36 +29,9 @@ import torch.nn.functional as F
 
 from . import transforms
 from .attacks import PGD, eval_mode, uniform_like
+from .config import Method, NoiseConfig
 
-
-class Method(str, Enum):
-    """Which unlearnable-examples method shapes the noise (and the generator training)."""
-
-    SEM = "sem"
-    REM = "rem"
-    EM = "em"
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Hyperparameters of the noise optimization, all in [0, 1] pixel units.
-
-    Defaults are the SEM paper's CIFAR-10 recipe: ρ_u = 8/255, α_u = 1.6/255,
-    K_u = 10, J = 5, ρ_r = ρ_a = 4/255 (and, for REM's inner maximization,
-    α_a = 0.8/255 with K_a = 10 steps).
-    """
-
-    method: Method = Method.SEM
-    radius: float = 8 / 255          # ρ_u, the promised L∞ bound
-    step_size: float = 1.6 / 255     # α_u
-    steps: int = 10                  # K_u
-    eot_samples: int = 5             # J, draws of (t_j, δʳ_j) averaged per step
-    random_radius: float = 4 / 255   # ρ_r (SEM's uniform δʳ, REM's PGD radius)
-    adv_step_size: float = 0.8 / 255  # α_a, REM's inner PGD step
-    adv_steps: int = 10              # K_a, REM's inner PGD steps
-    transform: transforms.TransformSpec = transforms.TransformSpec()
-    grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
-    max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
+__all__ = ["ErrorMinimizingNoise", "Method", "NoiseConfig", "ball_bounds", "draws_per_chunk"]
 
 
 class ErrorMinimizingNoise:

@@ -7,10 +7,19 @@ Nothing is downscaled: a downscaled preview would hide exactly what it is for.
 
 from __future__ import annotations
 
+from typing import Protocol, TypeVar
+
 import torch
 
 #: Pixels of white between the panels.
 GAP = 8
+
+
+class _HasRel(Protocol):
+    rel: str
+
+
+T = TypeVar("T", bound=_HasRel)
 
 
 def amplified_noise(original: torch.Tensor, protected: torch.Tensor, radius_levels: int) -> torch.Tensor:
@@ -26,3 +35,13 @@ def preview_sheet(original: torch.Tensor, protected: torch.Tensor, radius_levels
     h = original.shape[1]
     gap = torch.full((3, h, GAP), 255, dtype=torch.uint8)
     return torch.cat([panels[0], gap, panels[1], gap, panels[2]], dim=2).contiguous()
+
+
+def spread(entries: list[T], n: int) -> list[T]:
+    """``n`` entries evenly spread over the sorted list (first and last included)."""
+    ordered = sorted(entries, key=lambda e: e.rel)
+    if n >= len(ordered):
+        return ordered
+    if n == 1:
+        return ordered[:1]
+    return [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)]

@@ -13,8 +13,6 @@ made with another generator or other settings is refused rather than mixed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,10 +25,12 @@ from torch import nn
 
 from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
-from .imageio import IMAGE_SUFFIXES, DecodedImage, FolderScan, ImageReadError, read_image, scan_folder, write_image
+from .folders import check_folders, find_inputs, output_names, prepare_output
+from .imageio import DecodedImage, ImageReadError, read_image, write_image
+from .manifest import is_finished, previous_records
 from .metrics import psnr
-from .preview import preview_sheet
-from .noise import ErrorMinimizingNoise, Method, NoiseConfig
+from .preview import preview_sheet, spread
+from .noise import ErrorMinimizingNoise
 from .weights import GeneratorCard, model_digest
 
 #: The full manifest is rewritten at most this often (and at the end); in between,
@@ -81,74 +81,6 @@ class ProtectSummary:
         return self.output_dir / manifest.MANIFEST
 
 
-def default_output_dir(input_path: Path, preview: bool = False) -> Path:
-    """``<INPUT>-protected`` (``-preview`` for previews) beside the input folder, or beside
-    an input file under its name without the suffix (``photo.jpg`` -> ``photo-protected``)."""
-    resolved = input_path.resolve()
-    name = resolved.stem if resolved.is_file() else resolved.name
-    return resolved.with_name(f"{name}-{'preview' if preview else 'protected'}")
-
-
-def check_folders(input_path: Path, output_dir: Path) -> None:
-    """Refuse a missing input, an output that is the input folder (or the folder holding an
-    input file) or contains it, an output that is a file, and an output that could not be
-    created or written.  Creates nothing: the output folder is made once there is work."""
-    if not input_path.exists():
-        raise ConfigError(f"{input_path}: input does not exist")
-    src, dst = input_path.resolve(), output_dir.resolve()
-    if input_path.is_file():
-        if dst == src.parent:
-            raise ConfigError(f"{output_dir}: the output folder is the folder holding the input; originals are "
-                              "never overwritten, choose another output")
-    elif not input_path.is_dir():
-        raise ConfigError(f"{input_path}: input is neither a folder nor a file")
-    elif src == dst:
-        raise ConfigError(f"{output_dir}: the output folder is the input folder; originals are never "
-                          "overwritten, choose another output")
-    elif dst in src.parents:
-        raise ConfigError(f"{output_dir}: the output folder contains the input folder; outputs could "
-                          "land on originals, choose another output")
-    if dst.exists() and not dst.is_dir():
-        raise ConfigError(f"{output_dir}: is a file, not a folder; choose a folder for the outputs")
-    existing = next(p for p in (dst, *dst.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{output_dir}: output folder is not writable ({existing} is not a writable folder)")
-
-
-def prepare_output(output_dir: Path) -> None:
-    """Create the output folder and prove it can hold a file (read-only mounts pass ``os.access``)."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"{output_dir}: output folder is not writable ({e.strerror or e})") from e
-
-
-def output_names(rels: list[str], suffix: str = ".png") -> list[str]:
-    """Output path per input: the same relative path with ``suffix`` (``.png``, ``.webp``).
-
-    When several inputs would share an output name (``a.jpg`` and ``a.png``), each
-    keeps its original extension in the name (``a.jpg.png``, ``a.png.png``); names
-    are compared case-insensitively so outputs also stay distinct on such file systems.
-    """
-    plain = [Path(r).with_suffix(suffix).as_posix() for r in rels]
-    count: dict[str, int] = defaultdict(int)
-    for p in plain:
-        count[p.casefold()] += 1
-    names = [p if count[p.casefold()] == 1 else f"{r}{suffix}" for p, r in zip(plain, rels)]
-    seen: set[str] = set()
-    unique = []
-    for name in names:
-        candidate, k = name, 2
-        while candidate.casefold() in seen:
-            candidate = f"{Path(name).with_suffix('').as_posix()}~{k}{suffix}"
-            k += 1
-        seen.add(candidate.casefold())
-        unique.append(candidate)
-    return unique
-
-
 def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int) -> torch.Tensor:
     """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel."""
     base = x_u8.float()
@@ -162,19 +94,7 @@ class Protector:
     def __init__(self, model: nn.Module, card: GeneratorCard, cfg: ProtectConfig,
                  device: torch.device) -> None:
         self.model, self.card, self.cfg, self.device = model, card, cfg, device
-        spec = card.transform_spec
-        deterministic = spec == transforms.TransformSpec.identity()
-        method = Method(card.method)
-        hyper = card.hyperparameters
-        self.noise_config = NoiseConfig(
-            method=method, radius=cfg.radius,
-            step_size=cfg.alpha,
-            steps=cfg.steps,
-            eot_samples=cfg.eot_samples or (1 if deterministic else 5),
-            random_radius=card.adv_radius if cfg.random_radius is None else cfg.random_radius,
-            adv_step_size=float(hyper.get("adv_step_size", 0.8 / 255)),
-            adv_steps=int(hyper.get("adv_steps", 10)),
-            transform=spec, grayscale_draws=cfg.eot_grayscale)
+        self.noise_config = cfg.noise_config(card)
         self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size))
 
     def thumbnails(self, images: torch.Tensor) -> torch.Tensor:
@@ -269,86 +189,6 @@ def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: tor
             "linf": int((out.int() - original.int()).abs().max().item()),
             "psnr": psnr(out, original), "loss_before": round(e.loss_before, 5),
             "loss_after": round(loss_after, 5)}
-
-
-def is_finished(record: manifest.Record | None, e: Entry, output_dir: Path) -> bool:
-    """Whether ``record`` is ``e``'s output under this run's name and that file exists."""
-    return record is not None and record.get("output") == e.output_rel and (output_dir / e.output_rel).is_file()
-
-
-def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, object],
-                     overwrite: bool) -> tuple[dict[str, manifest.Record], list[str]]:
-    """Records of images already protected into ``output_dir`` (none with ``overwrite``),
-    and warnings.
-
-    Raises :class:`ConfigError` when the folder holds outputs made with another
-    generator or other settings: skipping them would mix two protections under one
-    manifest.  Outputs whose class differs from this run's assignment (the folders'
-    contents changed) are kept, with a warning.
-    """
-    path = output_dir / manifest.MANIFEST
-    if overwrite:
-        (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
-        return {}, []
-    by_rel = {e.rel: e for e in entries}
-    previous, records = manifest.load(path)
-    records = {k: v for k, v in records.items() if k in by_rel}
-    finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
-    made = [k for k, r in records.items() if (output_dir / str(r.get("output"))).is_file()]   # under any name
-    diffs = manifest.settings_differences(previous, header)
-    if made and diffs:
-        raise ConfigError(f"{output_dir}: holds {len(made)} image(s) protected with another generator or "
-                          f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "
-                          "add --overwrite to redo them, or choose another --output")
-    moved = sum(records[k].get("class_index") != by_rel[k].label for k in finished)
-    warnings = [f"{moved} image(s) already in {output_dir} were pushed to another class than this run "
-                "assigns (the folders' contents changed); they are kept, --overwrite redoes them"] if moved else []
-    return records, warnings
-
-
-def passed_over_warnings(found: FolderScan, root: Path) -> list[str]:
-    """One line for each kind of file the scan passed over, naming the first few."""
-
-    def names(paths: list[Path]) -> str:
-        return ", ".join(p.relative_to(root).as_posix() for p in paths[:3]) + (", …" if len(paths) > 3 else "")
-
-    lines = []
-    if found.hidden:
-        lines.append(f"{len(found.hidden)} hidden file(s) or folder(s) ignored (names starting with '.', "
-                     f"such as macOS '._' files): {names(found.hidden)}")
-    if found.raw:
-        lines.append(f"{len(found.raw)} camera-raw file(s) not protected (export them to JPEG, PNG or "
-                     f"TIFF first): {names(found.raw)}")
-    if found.loops:
-        lines.append(f"{len(found.loops)} linked folder(s) not entered because they lead to a folder "
-                     f"already searched: {names(found.loops)}")
-    return lines
-
-
-def find_inputs(input_path: Path, output_dir: Path) -> tuple[Path, list[Path], list[str]]:
-    """(root the relative paths start from, image files, warnings) for a folder or one file."""
-    if input_path.is_file():
-        if input_path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ConfigError(f"{input_path}: not an image file name (looked for "
-                              f"{', '.join(sorted(s[1:] for s in IMAGE_SUFFIXES))})")
-        return input_path.parent, [input_path], []
-    found = scan_folder(input_path, exclude=output_dir)
-    passed_over = passed_over_warnings(found, input_path)
-    if not found.images:
-        raise ConfigError(f"{input_path}: no images found (looked for "
-                          "jpg, jpeg, png, webp, bmp, tif, tiff, gif, heic, avif)"
-                          + "".join(f"; {w}" for w in passed_over))
-    return input_path, found.images, passed_over
-
-
-def spread(entries: list[Entry], n: int) -> list[Entry]:
-    """``n`` entries evenly spread over the sorted list (first and last included)."""
-    ordered = sorted(entries, key=lambda e: e.rel)
-    if n >= len(ordered):
-        return ordered
-    if n == 1:
-        return ordered[:1]
-    return [ordered[round(i * (len(ordered) - 1) / (n - 1))] for i in range(n)]
 
 
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,

@@ -21,26 +21,22 @@ import json
 import os
 import signal
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-from torch import nn
 
-from . import __version__, seeding, transforms
-from .atomic import atomic_path
-from .attacks import PGD, eval_mode
-from .config import ConfigError, TrainConfig
+from . import __version__, checkpoints, seeding, transforms
+from .attacks import PGD
+from .checkpoints import RunPaths, check_previous_run, default_dataset_name, stop_requests
+from .config import ConfigError, Method, TrainConfig
 from .data import ImageFolderData, load_image_folder, to_device
+from .metrics import accuracy
 from .models import CIFAR_MEAN, CIFAR_STD
-from .noise import ErrorMinimizingNoise, Method
-from .weights import GeneratorCard, WeightsError, load_generator, save_generator, state_tensors
+from .noise import ErrorMinimizingNoise
+from .weights import GeneratorCard, WeightsError, load_generator, save_generator
 
 #: Held-out robustness is always measured with the same attack, whatever ρ_a was used.
 EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
@@ -56,21 +52,6 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-@dataclass
-class RunPaths:
-    """Files that belong to one training run, all beside the output weights."""
-
-    weights: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.weights.with_suffix(".ckpt.safetensors")
-
-    @property
-    def log(self) -> Path:
-        return self.weights.with_suffix(".log.jsonl")
-
-
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Step-decay schedule: lr × 0.1 at each milestone fraction of M (2000 and 4000 of 5000)."""
     passed = sum(step >= round(m * cfg.steps) for m in cfg.lr_milestones)
@@ -84,30 +65,6 @@ def batch_indices(n: int, cfg: TrainConfig, step: int) -> torch.Tensor:
     epoch, k = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=seeding.generator(cfg.seed, "epoch", epoch))
     return perm[k * bs:(k + 1) * bs]
-
-
-@contextmanager
-def stop_requests() -> Iterator[dict[str, int]]:
-    """Turn the first Ctrl-C / SIGTERM into a flag (the signal's number) checked between
-    steps; a second one aborts."""
-    flag = {"stop": 0}
-
-    def handler(signum: int, frame: object) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = signum
-
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not in the main thread: no handlers, plain KeyboardInterrupt
-        pass
-    try:
-        yield flag
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
 
 
 class Trainer:
@@ -182,54 +139,19 @@ class Trainer:
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
-        tensors = {f"model.{k}": v for k, v in state_tensors(self.model).items()}
-        for i, p in enumerate(self.model.parameters()):
-            buf = self.opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"opt.momentum.{i}"] = buf.detach().cpu().contiguous()
-        if self.cfg.method is Method.EM:
-            tensors["em.noise"] = self.em_noise.contiguous()
-        meta = {"step": str(self.step), "elapsed": repr(self.elapsed),
-                "fingerprint": self._config_fingerprint(), "package_version": __version__}
-        with atomic_path(self.paths.checkpoint) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        extra = {"em.noise": self.em_noise} if self.cfg.method is Method.EM else {}
+        checkpoints.save(self.paths.checkpoint, self.model, self.opt, extra,
+                         step=self.step, elapsed=self.elapsed, fingerprint=self._config_fingerprint())
 
     def load_checkpoint(self, truncate_log: bool = True) -> None:
-        path = self.paths.checkpoint
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError) as e:
-            raise ConfigError(f"{path}: cannot read checkpoint ({e})") from e
-        if meta.get("fingerprint") != self._config_fingerprint():
-            raise ConfigError(f"{path}: checkpoint was made with different options or data; "
-                              "rerun with the same options, or delete it to start over")
-        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_state)
-        params = list(self.model.parameters())
-        for k, v in tensors.items():
-            if k.startswith("opt.momentum."):
-                self.opt.state[params[int(k.rsplit(".", 1)[1])]]["momentum_buffer"] = v.to(self.device)
-        if "em.noise" in tensors:
-            self.em_noise = tensors["em.noise"]
-        self.step = int(meta["step"])
-        self.elapsed = float(meta["elapsed"])
+        state = checkpoints.load(self.paths.checkpoint, self.model, self.opt, self._config_fingerprint())
+        self.em_noise = state.extra.get("em.noise", self.em_noise)
+        self.step, self.elapsed = state.step, state.elapsed
         if truncate_log:
-            self._truncate_log()
-
-    def _truncate_log(self) -> None:
-        """Drop log lines written after the checkpoint (they will be written again)."""
-        if not self.paths.log.exists():
-            return
-        kept = [line for line in self.paths.log.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        with atomic_path(self.paths.log) as tmp:  # the log of a long run must survive a crash here
-            tmp.write_text("".join(line + "\n" for line in kept))
+            checkpoints.truncate_log(self.paths.log, self.step)
 
     def _log(self, record: dict[str, object]) -> None:
-        with open(self.paths.log, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        checkpoints.append_log(self.paths.log, record)
 
     # ----------------------------------------------------------------- steps
     def _update(self, inputs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -361,57 +283,6 @@ class Trainer:
         if log:
             self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
         return card
-
-
-def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, device: torch.device,
-             noise: torch.Tensor | None = None, attack: PGD | None = None, batch_size: int = 256) -> float:
-    """Top-1 accuracy in eval mode, optionally on ``images + noise`` or under ``attack``."""
-    correct = 0
-    with eval_mode(model):
-        for start in range(0, len(labels), batch_size):
-            sl = slice(start, start + batch_size)
-            x = to_device(images_u8[sl], device)
-            y = labels[sl].to(device)
-            if noise is not None:
-                x = (x + noise[sl].to(x)).clamp(0, 1)
-            if attack is not None:
-                x = attack(x, y)
-            with torch.no_grad():
-                correct += (model(x).argmax(1) == y).sum().item()
-    return correct / max(1, len(labels))
-
-
-def default_dataset_name(data_dir: Path) -> str:
-    """``parent/folder`` (``cifar10/train``): a folder's own name is often just ``train``."""
-    resolved = Path(data_dir).resolve()
-    return f"{resolved.parent.name}/{resolved.name}" if resolved.parent.name else resolved.name
-
-
-def checkpoint_step(path: Path) -> str:
-    """The step a checkpoint file says it reached, or ``"?"`` if it cannot be read."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("step", "?")
-    except (SafetensorError, OSError):
-        return "?"
-
-
-def check_previous_run(paths: RunPaths, cfg: TrainConfig, resume: bool, overwrite: bool,
-                       export_only: bool) -> None:
-    """Refuse to discard a finished generator or an unfinished run's checkpoint unless asked.
-
-    A finished ``OUTPUT`` is replaced only with ``overwrite``; a checkpoint is continued
-    with ``resume`` (or exported), and discarded only with ``overwrite``.
-    """
-    if overwrite:
-        return
-    if paths.weights.exists():
-        raise ConfigError(f"{paths.weights}: a generator is already there; add --overwrite to replace it, "
-                          "or choose another -o")
-    if paths.checkpoint.exists() and not (resume or export_only):
-        raise ConfigError(f"{paths.checkpoint}: an unfinished run's checkpoint (step "
-                          f"{checkpoint_step(paths.checkpoint)} of {cfg.steps}) is there; add --resume to "
-                          "continue it, or --overwrite to start over and discard it")
 
 
 def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torch.device,
