@@ -1,6 +1,6 @@
 """Efficacy benchmark: does a generator's protection survive an unauthorized trainer?
 
-Stages (each cached, so the benchmark resumes across sessions):
+Stages (each cached under bench/work/, so the benchmark resumes across sessions):
 1. a 10k-image training subset of ../shared/data/cifar10/train (1,000 per class,
    symlinks) under --work;
 2. for every generator NAME=WEIGHTS: the real `unlearnable protect` command on that
@@ -8,9 +8,10 @@ Stages (each cached, so the benchmark resumes across sessions):
 3. `unlearnable eval --preset quick` on 2,000 test images (200 per class): standard
    training, adversarial training at 4/255 and 2/255, `grayscale`, `jpeg:10`; one
    call per (condition, victim): the clean baseline is trained once (`--runs clean`)
-   and shared by every generator (`--runs protected`), same seed and recipe; each
-   call's report is kept in bench/results/efficacy-parts/;
-4. bench/results/efficacy.json (run records plus `method`) and efficacy.md.
+   and shared by every generator (`--runs protected`), same seed and recipe;
+4. each finished call becomes one record of bench/results/efficacy.json (bench/common.py's
+   schema, keyed `eval-CONDITION-VICTIM[-sSEED]` and `protect-NAME`), and
+   efficacy.md is generated from all records.
 
 Usage:
   python bench/efficacy.py --generator sem=weights/sem-resnet18w16-cifar10.safetensors \
@@ -22,30 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
-RESULTS = ROOT / "bench" / "results"
-PARTS = RESULTS / "efficacy-parts"
+from common import SHARED, WORK, cli, load, record, table, write_markdown
+
+CIFAR = SHARED / "cifar10"
+PARTS = WORK / "efficacy-parts"          # each call's report: the cache the benchmark resumes from
 CONDITIONS = {                      # eval call name -> extra eval arguments (in priority order)
     "standard": ["--adv-radius", "0"],
     "adv4": ["--adv-radius", "4"],
     "filters": ["--defense", "grayscale", "--defense", "jpeg:10"],
     "adv2": ["--adv-radius", "2"],
 }
-
-
-def cli(*args: str) -> float:
-    """Run the installed command line; returns wall seconds."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "unlearnable_cli", *args], check=True, cwd=ROOT)
-    return time.perf_counter() - start
 
 
 def make_subset(work: Path, per_class: int) -> Path:
@@ -73,11 +63,13 @@ def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]
         return out                  # nothing left to protect: a check, not protect time
     calls.append({"seconds": round(seconds, 1), "images_done": len(images)})
     PARTS.mkdir(parents=True, exist_ok=True)
-    timing.write_text(json.dumps({
-        "generator": str(weights), "extra_args": extra, "images": len(images), "calls": calls,
-        "seconds_total": round(sum(c["seconds"] for c in calls), 1),
-        "psnr_mean": sum(r["psnr"] for r in images) / len(images),
-        "linf_max": max(r["linf"] for r in images)}, indent=1))
+    results = {"generator": str(weights), "extra_args": extra, "images": len(images), "calls": calls,
+               "seconds_total": round(sum(c["seconds"] for c in calls), 1),
+               "psnr_mean": sum(r["psnr"] for r in images) / len(images),
+               "linf_max": max(r["linf"] for r in images)}
+    timing.write_text(json.dumps(results, indent=1))
+    record("efficacy", timing.stem, results, command=f"unlearnable protect {subset} -o {out} --weights {weights} "
+                                                     f"--quiet {' '.join(extra)}".strip())
     return out
 
 
@@ -94,8 +86,13 @@ def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path, 
                 continue
             which = (["--runs", "clean"] if name == "clean" else
                      ["--runs", "protected", f"--protected={name}={work / f'protected-{name}'}"])
-            cli("eval", "--preset", "quick", "--clean", str(subset), *which, "--test", str(CIFAR / "test"),
-                "--test-per-class", "200", *CONDITIONS[cond], "--seed", str(seed), "--report", str(report), "--quiet")
+            args = ["eval", "--preset", "quick", "--clean", str(subset), *which, "--test", str(CIFAR / "test"),
+                    "--test-per-class", "200", *CONDITIONS[cond], "--seed", str(seed), "--report", str(report),
+                    "--quiet"]
+            cli(*args)
+            d = json.loads(report.read_text())
+            record("efficacy", report.stem, {k: d[k] for k in ("settings", "imperceptibility", "runs", "seconds")},
+                   command="unlearnable " + " ".join(args))
 
 
 def targets(records: list[dict], clean: dict) -> list[str]:
@@ -156,35 +153,35 @@ def seed_spread(records: list[dict]) -> list[str]:
 
 
 def summary() -> None:
+    """Render efficacy.md from every record of efficacy.json."""
     records, quality, timings, wall = [], {}, {}, {}
-    for part in sorted(PARTS.glob("eval-*.json")):
-        data = json.loads(part.read_text())
-        wall[part.stem] = data["seconds"]
-        quality.update(data["imperceptibility"])
-        for run in data["runs"]:
-            records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=part.stem,
-                                seed=data["settings"]["victim"]["seed"]))
-    for part in sorted(PARTS.glob("protect-*.json")):
-        timings[part.stem.removeprefix("protect-")] = json.loads(part.read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-           "commit": commit, "protect": timings, "imperceptibility": quality, "eval_wall_seconds": wall, "runs": records}
-    (RESULTS / "efficacy.json").write_text(json.dumps(out, indent=1))
+    data = load("efficacy")
+    for rec in data["records"]:
+        if rec["key"].startswith("protect-"):
+            timings[rec["key"].removeprefix("protect-")] = rec["results"]
+            continue
+        res = rec["results"]
+        wall[rec["key"]] = res["seconds"]
+        quality.update(res["imperceptibility"])
+        for run in res["runs"]:
+            records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=rec["key"],
+                                seed=res["settings"]["victim"]["seed"]))
     order = {c: i for i, c in enumerate(CONDITIONS)}
     records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"], r["seed"]))
     main_runs = [r for r in records if r["seed"] == 0]
     clean = {(r["adv_radius"], r["defense"]): r for r in main_runs if r["data"] == "clean"}
-    lines = ["# Efficacy benchmark", "",
-             f"Machine: {out['machine']['platform']}, {out['machine']['cpus']} CPUs. Commit {commit}.", "",
-             "Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
-             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch. Victim seed 0.", "",
-             "| condition | method | clean | protected | ratio |", "|---|---|---|---|---|"]
-    for r in main_runs:
-        c = clean.get((r["adv_radius"], r["defense"]))
-        if r["data"] != "protected" or c is None:
-            continue
-        lines.append(f"| {condition(r)} | {r['method']} | {c['final_acc']:.1f} ({c['best_acc']:.1f}) | "
-                     f"{r['final_acc']:.1f} ({r['best_acc']:.1f}) | {r['final_acc'] / c['final_acc']:.2f} |")
+    rows = [{"condition": condition(r), "method": r["method"],
+             "clean": f"{clean[r['adv_radius'], r['defense']]['final_acc']:.1f} "
+                      f"({clean[r['adv_radius'], r['defense']]['best_acc']:.1f})",
+             "protected": f"{r['final_acc']:.1f} ({r['best_acc']:.1f})",
+             "ratio": f"{r['final_acc'] / clean[r['adv_radius'], r['defense']]['final_acc']:.2f}"}
+            for r in main_runs if r["data"] == "protected" and (r["adv_radius"], r["defense"]) in clean]
+    commits = sorted({rec["environment"].get("commit", "?") for rec in data["records"]})
+    lines = ["Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
+             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch. Victim seed 0.",
+             f"{len(data['records'])} records measured at {len(commits)} commits; 2-core CPU machines.", ""]
+    lines += table(rows, [("condition", "condition"), ("method", "method"), ("clean", "clean"),
+                          ("protected", "protected"), ("ratio", "ratio")])
     lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
     lines += seed_spread(records)
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
@@ -192,15 +189,14 @@ def summary() -> None:
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
                      f"L∞ max {t['linf_max']}")
     lines += ["", "Eval wall time per call (s): " + ", ".join(f"{k} {v}" for k, v in wall.items())]
-    (RESULTS / "efficacy.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_markdown("efficacy", "Efficacy benchmark", lines))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", action="append", default=[], help="NAME=WEIGHTS (repeatable)")
     ap.add_argument("--protect-args", action="append", default=[], help="NAME=ARGS extra protect options")
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--stage", choices=("all", "protect", "eval", "summary"), default="all")
     ap.add_argument("--conditions", default=",".join(CONDITIONS),

@@ -16,14 +16,12 @@ Measures, interleaved and repeated (medians reported):
   forward+backward on the J*B batch;
 - a 12-megapixel photo through the CLI: wall time and peak memory (separate process).
 
-Usage:  python bench/protect_speed.py [--reps 5] [--out bench/results/protect_speed.json]
+Usage:  python bench/protect_speed.py [--reps 5] [--images 1000]   # -> results/protect_speed.{json,md}
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -36,7 +34,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, SHARED, load, machine_line, record, table, write_markdown
+
 sys.path.insert(0, str(ROOT))
 
 from unlearnable_cli import transforms  # noqa: E402
@@ -45,7 +44,7 @@ from unlearnable_cli.noise import ErrorMinimizingNoise, NoiseConfig, draws_per_c
 from unlearnable_cli.protect import protect_folder  # noqa: E402
 from unlearnable_cli.weights import GeneratorCard, save_generator  # noqa: E402
 
-CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test"
+CIFAR_TEST = SHARED / "cifar10" / "test"
 
 
 def generator_model() -> tuple[torch.nn.Module, GeneratorCard]:
@@ -156,7 +155,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--images", type=int, default=320, help="CIFAR test images for the end-to-end run")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "protect_speed.json")
     args = ap.parse_args()
 
     model, card = generator_model()
@@ -217,9 +215,6 @@ def main() -> None:
     if results["protect"]:
         paired["protect_vs_raw_chunks"] = statistics.median(p / r for p, r in zip(results["protect"], results["raw_chunks"]))
     report = {
-        "command": "python bench/protect_speed.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
         "setup": {"model": "resnet18 width 16 (channels_last)", "batch_size": b, "eot_samples": j,
                   "engine_chunks": sizes,
                   "steps": k, "image_size": 32, "end_to_end_images": args.images, "reps": args.reps},
@@ -235,9 +230,24 @@ def main() -> None:
         "photo_12mp": big,
         "max_rss_bench_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    record("protect_speed", "cpu-defaults", report)
+    summarize()
+
+
+def summarize() -> None:
+    """protect_speed.md from the records."""
+    rows = []
+    for rec in load("protect_speed")["records"]:
+        r = rec["results"]
+        rows.append({"key": rec["key"], "machine": machine_line(rec["environment"]),
+                     "protect_vs_raw": r["paired_ratio_medians"].get("protect_vs_raw_chunks", "—"),
+                     "engine_vs_raw": r["paired_ratio_medians"]["engine_vs_raw_chunks"],
+                     "images_per_s": round(r["passes_per_s_median"].get("protect_images_per_s", 0), 1) or "—",
+                     "photo": f"{r['photo_12mp']['seconds']} s, +{r['photo_12mp']['extra_mib']} MiB"})
+    write_markdown("protect_speed", "protect speed", table(rows, [
+        ("key", "record"), ("machine", "machine"), ("protect_vs_raw", "protect / raw (paired median)"),
+        ("engine_vs_raw", "engine / raw (paired)"), ("images_per_s", "32x32 images/s"),
+        ("photo", "12 MP photo")]))
 
 
 if __name__ == "__main__":

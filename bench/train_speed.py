@@ -1,139 +1,118 @@
-"""Cost of one generator-training step on this machine, as ratios measured in one run.
+"""Speed of one generator-training step against the passes it is made of.
 
-- SEM step vs the time of its (K_u*J + K_a + 1) raw passes at the same batch size B:
-  K_u*J + K_a forward + input-gradient passes and one training pass (forward, full
-  backward, SGD step), all at B.  Also against raw passes at the chunk sizes the
-  engine actually feeds the model (whole draws, at most --max-forward images).
-- SEM vs REM vs EM time per step at equal K's (EM: one update plus the K_u-step
-  noise of one minibatch, no EOT, no δʳ, no adversarial step).
+One SEM (and, with ``--rem-steps``, REM) step runs K_u·J forward + input-gradient
+passes for the noise, K_a for the adversarial example and one training pass, all at
+batch B.  This benchmark times real steps of the public ``train_generator`` (its log
+records the step timer every step) on synthetic 32x32 data, and right after each run
+the same passes as raw model calls, so the ratio SEM / raw says what the training loop
+adds (target <= 1.15).  Medians over the logged steps after the first (warm-up).
 
-Usage:  python bench/train_speed.py [--ks 10 5 10] [--reps 3] [--out bench/results/train_speed.json]
+    python bench/train_speed.py [--ks 10 1 5] [--width 16] [--steps 6] [--rem-steps 3]
+                                                      # -> results/train_speed.{json,md}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from unlearnable_cli.config import Preset, train_config  # noqa: E402
-from unlearnable_cli.data import ImageFolderData  # noqa: E402
-from unlearnable_cli.noise import Method, NoiseConfig, draws_per_chunk  # noqa: E402
-from unlearnable_cli.train import RunPaths, Trainer  # noqa: E402
+from common import load, machine_line, record, table, write_markdown
+from unlearnable_cli.config import Method, Preset, train_config
+from unlearnable_cli.models import build_model
+from unlearnable_cli.train import train_generator
 
 
-def synthetic(n: int = 2560) -> ImageFolderData:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-    return ImageFolderData(images, torch.arange(n) % 10, [str(c) for c in range(10)],
-                           [Path(f"{i}.png") for i in range(n)], Path("synthetic"))
+def synthetic_folder(root: Path, n: int = 1280) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"c{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def step_seconds(data: Path, out: Path, method: Method, ks: list[int], width: int, batch: int, steps: int) -> list[float]:
+    """Per-step wall seconds of ``steps`` real training steps (the first dropped as warm-up)."""
+    k_u, j, k_a = ks
+    cfg = train_config(Preset.CPU, method=method, width=width, batch_size=batch, noise_steps=k_u, eot_samples=j,
+                       adv_steps=k_a, steps=steps, val_fraction=0.0, log_every=1, checkpoint_every=10 ** 6)
+    train_generator(data, out, cfg, torch.device("cpu"), show_progress=False, overwrite=True)
+    elapsed = [json.loads(line)["elapsed"] for line in out.with_suffix(".log.jsonl").read_text().splitlines()
+               if '"final"' not in line]
+    return [b - a for a, b in zip(elapsed, elapsed[1:])]
 
 
-def raw_input_pass(model, n: int) -> float:
-    x = torch.rand(n, 3, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    y = torch.randint(0, 10, (n,))
-    model.eval()
-    return timed(lambda: torch.autograd.grad(F.cross_entropy(model(x), y), x))
-
-
-def raw_train_pass(model, opt, n: int) -> float:
-    x = torch.rand(n, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (n,))
-    model.train()
-
-    def go() -> None:
+def raw_seconds(width: int, ks: list[int], batch: int, reps: int = 3) -> float:
+    """Median seconds of the step's passes as plain model calls: (K_u·J + K_a) input-gradient
+    passes and one training pass, at batch ``batch``."""
+    k_u, j, k_a = ks
+    model = build_model("resnet18", 10, width=width).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.rand(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    times = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        model.eval()
+        for _ in range(k_u * j + k_a):
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
+        model.train()
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return timed(go)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ks", type=int, nargs=3, default=[10, 5, 10], metavar=("K_U", "J", "K_A"))
+    ap.add_argument("--ks", type=int, nargs=3, default=[10, 1, 5], metavar=("K_U", "J", "K_A"))
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--rem-reps", type=int, default=1)
-    ap.add_argument("--max-forward", type=int, default=NoiseConfig.max_forward,
-                    help="largest model batch inside the noise engine")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_speed.json")
+    ap.add_argument("--steps", type=int, default=6, help="SEM steps timed (the first is warm-up)")
+    ap.add_argument("--rem-steps", type=int, default=0, help="REM steps timed (0: skip REM)")
     args = ap.parse_args()
-    k_u, j, k_a = args.ks
-    b = args.batch_size
-    data = synthetic()
-    times: dict[str, list[float]] = {"sem": [], "raw_equivalent": [], "raw_at_b": [], "rem": [], "em": []}
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {}
-        for method in Method:
-            cfg = train_config(Preset.CPU, method=method, width=args.width, batch_size=b, noise_steps=k_u,
-                               eot_samples=j, adv_steps=k_a, val_fraction=0.0, steps=100)
-            trainers[method] = t = Trainer(data, RunPaths(Path(tmp) / f"{method.value}.safetensors"), cfg,
-                                           torch.device("cpu"), show_progress=False)
-            t.engine.config = replace(t.engine.config, max_forward=args.max_forward)
-        sem = trainers[Method.SEM]
-        em = trainers[Method.EM]
-        sem.sem_step()  # warm-up
-        for rep in range(args.reps):
-            times["sem"].append(timed(sem.sem_step))
-            model, opt = sem.model, sem.opt
-            chunk = draws_per_chunk(j, b, args.max_forward) * b
-            sizes = [min(chunk, j * b - s) for s in range(0, j * b, chunk)]
-            raw_b = raw_input_pass(model, b)
-            train_b = raw_train_pass(model, opt, b)
-            chunks = sum(raw_b if n == b else raw_input_pass(model, n) for n in sizes)
-            times["raw_equivalent"].append(k_u * chunks + k_a * raw_b + train_b)
-            times["raw_at_b"].append((k_u * j + k_a) * raw_b + train_b)
+        data = synthetic_folder(Path(tmp) / "data")
+        sem = step_seconds(data, Path(tmp) / "sem.safetensors", Method.SEM, args.ks, args.width, args.batch_size,
+                           args.steps)
+        raw = raw_seconds(args.width, args.ks, args.batch_size)
+        rem = (step_seconds(data, Path(tmp) / "rem.safetensors", Method.REM, args.ks, args.width, args.batch_size,
+                            args.rem_steps) if args.rem_steps > 1 else [])
+    results = {"setup": {"arch": f"resnet18 width {args.width}", "batch_size": args.batch_size,
+                         "K_u": args.ks[0], "J": args.ks[1], "K_a": args.ks[2]},
+               "seconds_per_step": {"sem": [round(t, 3) for t in sem], "rem": [round(t, 3) for t in rem]},
+               "raw_seconds_median": round(raw, 3),
+               "sem_vs_raw": round(statistics.median(sem) / raw, 3),
+               "rem_over_sem": round(statistics.median(rem) / statistics.median(sem), 2) if rem else None}
+    k_u, j, k_a = args.ks
+    record("train_speed", f"w{args.width}-k{k_u}-j{j}-ka{k_a}", results)
+    summarize()
 
-            def em_step() -> None:   # one update + the noise of one minibatch, as in EM's rounds
-                idx = torch.arange(b)
-                x = em.train.images[idx].float().div(255).contiguous(memory_format=torch.channels_last)
-                y = em.train.labels[idx]
-                em.engine(x, y, torch.Generator().manual_seed(rep))
-                em._update(x, y)
-            times["em"].append(timed(em_step))
-            print(rep, {k: round(v[-1], 2) for k, v in times.items() if v}, flush=True)
-        for rep in range(args.rem_reps):
-            times["rem"].append(timed(trainers[Method.REM].sem_step))
-            print("rem", round(times["rem"][-1], 2), flush=True)
-    med = {k: statistics.median(v) for k, v in times.items() if v}
-    report = {
-        "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "setup": {"arch": f"resnet18 width {args.width}", "batch_size": b, "K_u": k_u, "J": j, "K_a": k_a,
-                  "max_forward": args.max_forward},
-        "seconds_per_step_median": {k: round(v, 3) for k, v in med.items()},
-        "sem_vs_raw_at_b": round(med["sem"] / med["raw_at_b"], 3),
-        "sem_vs_raw_at_engine_chunks": round(med["sem"] / med["raw_equivalent"], 3),
-        "paired_sem_vs_raw_at_b": round(statistics.median(
-            s / r for s, r in zip(times["sem"], times["raw_at_b"])), 3),
-        "rem_over_sem": round(med["rem"] / med["sem"], 2) if "rem" in med else None,
-        "sem_over_em": round(med["sem"] / med["em"], 2),
-        "runs": {k: [round(x, 3) for x in v] for k, v in times.items()},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+
+def summarize() -> None:
+    rows = []
+    for rec in load("train_speed")["records"]:
+        r, s = rec["results"], rec["results"]["setup"]
+        sem = r.get("sem_vs_raw", r.get("sem_vs_raw_at_b"))
+        per_step = r.get("seconds_per_step_median", {}).get("sem") or statistics.median(r["seconds_per_step"]["sem"])
+        rows.append({"setup": f"{s['arch']}, K {s['K_u']}/{s['J']}/{s['K_a']}, B {s['batch_size']}",
+                     "sem": round(per_step, 2), "ratio": sem, "rem": r.get("rem_over_sem") or "—",
+                     "machine": machine_line(rec["environment"])})
+    write_markdown("train_speed", "Generator training step", table(rows, [
+        ("setup", "setup"), ("sem", "SEM s/step"), ("ratio", "SEM / raw passes"), ("rem", "REM / SEM"),
+        ("machine", "machine")]))
 
 
 if __name__ == "__main__":

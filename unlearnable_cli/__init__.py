@@ -1,19 +1,18 @@
 """unlearnable: protect your own images against unauthorized use as training data.
 
-The package is laid out by pipeline step:
+Modules by pipeline step (docs/design.md has the same map with the layering):
 
-- ``cli``        command layer (Typer), thin wrappers around the library functions
-- ``config``     every option, default and preset, in one place
-- ``models``     classifier registry (the surrogate "generator" and eval victims)
-- ``weights``    safetensors weights with a metadata card, safe loading
-- ``transforms`` differentiable, batched random resize/crop/flip used by the noise
-- ``noise``      the error-minimizing noise engine (SEM, REM, EM)
-- ``attacks``    PGD (maximizing) for adversarial training and robust evaluation
-- ``imageio``    discovering, decoding and atomically writing images
-- ``labels``     choosing a generator class for each protected image
-- ``protect``    the ``protect`` job: folders in, protected PNGs and a manifest out
-- ``data``       image-folder data sets held in memory as one uint8 tensor
-- ``train``      generator training (SEM Algorithm 1, REM and EM baselines)
+- commands: ``cli`` (Typer), ``console`` (error lines, exit codes, help format)
+- settings: ``config`` (every option, default and preset)
+- engine: ``noise`` (SEM / REM / EM noise), ``attacks`` (PGD), ``transforms`` (random t)
+- models and weights: ``models`` (registry), ``weights`` (safetensors + card, shipped names)
+- protect: ``protect`` (the job), ``folders`` (inputs, outputs, names), ``labels``,
+  ``manifest`` (record and resume rules), ``preview``, ``summary`` (plain-words output)
+- train-generator: ``train`` (the loop), ``checkpoints`` (checkpoint, log, refusal rules)
+- eval: ``evaluate`` (scenarios, entry point), ``victims`` (one victim), ``defenses``,
+  ``report`` (table, warnings, plot), ``journal`` (resume)
+- shared: ``data`` (image folders in memory, folder pairs, data digest), ``imageio``,
+  ``metrics`` (PSNR, SSIM, accuracy, intervals), ``atomic`` (atomic writes), ``seeding``
 """
 
 __version__ = "0.1.0"
