@@ -15,10 +15,10 @@ import typer
 from rich.table import Table
 
 from . import __version__
-from .config import ConfigError, Device, Method, Preset, VictimRuns, levels, resolve_device, train_config
+from .config import ConfigError, Device, EvalConfig, Method, Preset, ProtectConfig, VictimRuns, levels, resolve_device, train_config
 from .console import (DOMAIN_ERRORS, Command, Group, Terminated, console, err_console, fail, os_failure,
                       sigterm_as_interrupt, stopped)
-from .imageio import DEFAULT_MAX_PIXELS, OutputFormat
+from .imageio import OutputFormat
 from .weights import WeightsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group,
@@ -37,6 +37,9 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=v
     """unlearnable: bounded, imperceptible noise that makes images useless as training data."""
 
 
+PROTECT = ProtectConfig()                 # the defaults the commands' help names
+EVAL = EvalConfig()
+
 DeviceOpt = Annotated[Device, typer.Option(help="auto = CUDA when available, else CPU.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bar.")]
 
@@ -46,39 +49,39 @@ def protect(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of your images (searched recursively) or one image file.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: <INPUT>-protected beside the input; <INPUT>-preview with --preview).")] = None,
     weights: Annotated[Optional[str], typer.Option(metavar="NAME|FILE", help="A shipped generator's name (see `unlearnable info`) or a generator .safetensors file (default: the shipped default).")] = None,
-    radius: Annotated[float, typer.Option(help="Largest change per pixel, in levels out of 255 (ρ_u); larger protects more and shows more.")] = 8.0,
-    steps: Annotated[int, typer.Option(help="Noise optimization steps (K_u); at least 1.")] = 10,
+    radius: Annotated[Optional[float], typer.Option(help=f"Largest change per pixel, in levels out of 255 (ρ_u; default {PROTECT.radius * 255:g}); larger protects more and shows more.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help=f"Noise optimization steps (K_u; default {PROTECT.steps}); at least 1.")] = None,
     step_size: Annotated[Optional[float], typer.Option(help="Change per step in levels (α_u; default radius/5).")] = None,
     eot_samples: Annotated[Optional[int], typer.Option(help="Random transformations averaged per step (J; default 5, 1 for EM generators).")] = None,
     random_radius: Annotated[Optional[float], typer.Option(help="Radius of the random perturbation in levels (ρ_r; default: the generator's adversarial radius ρ_a).")] = None,
-    eot_grayscale: Annotated[float, typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (see README).")] = 0.0,
-    labels: Annotated[str, typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to.")] = "folders",
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="png, or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = OutputFormat.PNG,
-    preview: Annotated[int, typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Images of equal size protected together.")] = 32,
+    eot_grayscale: Annotated[Optional[float], typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (default 0; see docs/protect.md).")] = None,
+    labels: Annotated[Optional[str], typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to (default folders).")] = None,
+    output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="png (default), or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = None,
+    preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
-    seed: Annotated[int, typer.Option(help="Same seed, options and device give the same bytes.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Same seed, options and device give the same bytes (default 0).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (needed to change the generator or settings of a folder that holds outputs).")] = False,
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
-    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    max_pixels: Annotated[Optional[int], typer.Option(help=f"Refuse images with more pixels, as possible decompression bombs (default {PROTECT.max_pixels:,}).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which folder was pushed towards which generator class.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Add bounded, imperceptible noise to your images so models trained on them learn little."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from .config import ProtectConfig
+    from .config import protect_config
     from .folders import default_output_dir
     from .protect import protect_folder
     from .weights import load_generator, resolve_weights
 
-    output_dir = output or default_output_dir(input_path, preview=preview > 0)
-    cfg = ProtectConfig(radius=levels(radius), steps=steps,
-                        step_size=None if step_size is None else levels(step_size),
-                        eot_samples=eot_samples,
-                        random_radius=None if random_radius is None else levels(random_radius),
-                        eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed, overwrite=overwrite,
-                        keep_exif=keep_exif, max_pixels=max_pixels, output_format=output_format, preview=preview)
+    cfg = protect_config(radius=None if radius is None else levels(radius), steps=steps,
+                         step_size=None if step_size is None else levels(step_size), eot_samples=eot_samples,
+                         random_radius=None if random_radius is None else levels(random_radius),
+                         eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed,
+                         overwrite=overwrite, keep_exif=keep_exif, max_pixels=max_pixels,
+                         output_format=output_format, preview=preview)
+    output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     root = input_path.parent if input_path.is_file() else input_path
 
     def report_failure(rel: str, reason: str) -> None:
@@ -101,7 +104,7 @@ def protect(
             summary = protect_folder(input_path, output_dir, model, card, cfg, dev, weights_path,
                                      on_error=report_failure, progress=progress)
     except KeyboardInterrupt as e:
-        raise stopped(kept if not preview else "no previews were finished", isinstance(e, Terminated))
+        raise stopped(kept if not cfg.preview else "no previews were finished", isinstance(e, Terminated))
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
@@ -112,7 +115,7 @@ def protect(
     if verbose:
         for line in class_lines(summary.classes):
             console.print(line, highlight=False, soft_wrap=True)
-    console.print(preview_summary(summary, cfg) if preview else plain_summary(summary, cfg),
+    console.print(preview_summary(summary, cfg) if cfg.preview else plain_summary(summary, cfg),
                   highlight=False, soft_wrap=True)
     if summary.failed:
         raise fail(f"{len(summary.failed)} file(s) could not be protected (listed above"
@@ -154,7 +157,7 @@ def eval_cmd(
     target: Annotated[Optional[Path], typer.Option(help="Personal scenario: your clean images (one folder).")] = None,
     target_protected: Annotated[Optional[Path], typer.Option(help="Personal scenario: their protected copy.")] = None,
     background: Annotated[Optional[Path], typer.Option(help="Personal scenario: everyone else's images (class folders).")] = None,
-    target_holdout: Annotated[float, typer.Option(help="Fraction of your clean images held out for testing.")] = 0.2,
+    target_holdout: Annotated[Optional[float], typer.Option(help=f"Fraction of your clean images held out for testing (default {EVAL.target_holdout:g}).")] = None,
     preset: Annotated[str, typer.Option(help="quick (fast CNN, CPU) or paper (ResNet-18, 100 epochs, GPU).")] = "quick",
     arch: Annotated[Optional[str], typer.Option(help="Victim architecture (resnet18, convnet).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Victim width.")] = None,
@@ -168,11 +171,11 @@ def eval_cmd(
     adv_steps: Annotated[Optional[int], typer.Option(help="PGD steps of adversarial training.")] = None,
     adv_step_size: Annotated[Optional[float], typer.Option(help="PGD step size in levels (default 2.5·radius/steps).")] = None,
     defense: Annotated[Optional[list[str]], typer.Option(metavar="DEFENSE", help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
-    poison_ratio: Annotated[float, typer.Option(help="Fraction of training images that are protected (rest clean).")] = 1.0,
+    poison_ratio: Annotated[Optional[float], typer.Option(help="Fraction of training images that are protected, the rest clean (default 1).")] = None,
     allow_missing: Annotated[bool, typer.Option(help="Evaluate matched images when the folders differ.")] = False,
     runs: Annotated[VictimRuns, typer.Option(help="Train both victims, or only the clean baseline (then --protected "
                                              "may be omitted) or only the protected ones, e.g. to reuse a baseline.")] = VictimRuns.BOTH,
-    seed: Annotated[int, typer.Option(help="Same seed and recipe for every victim.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Same seed and recipe for every victim (default 0).")] = None,
     device: DeviceOpt = Device.AUTO,
     report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON; finished victims are kept beside it, so an interrupted run resumes when rerun.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Plot test accuracy per epoch (needs matplotlib).")] = None,
@@ -181,7 +184,7 @@ def eval_cmd(
     """Train fresh models on clean and on protected images and compare their test accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from .config import EvalConfig, named_folders, victim_config
+    from .config import eval_config, named_folders, victim_config
     from .defenses import DefenseError
     from .evaluate import run_evaluation, save_report
     from .journal import journal_path
@@ -193,12 +196,13 @@ def eval_cmd(
         victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                                image_size=image_size, adv_steps=adv_steps, seed=seed,
                                adv_step_size=None if adv_step_size is None else levels(adv_step_size))
-        cfg = EvalConfig(victim=victim, clean=clean, protected=named_folders(protected or []), test=test,
-                         target=target, target_protected=target_protected, background=background,
-                         target_holdout=target_holdout, adv_radii=tuple(levels(r) for r in adv_radius or [0.0]),
-                         defenses=tuple(defense or ["none"]), poison_ratio=poison_ratio,
-                         allow_missing=allow_missing, runs=runs, per_class=per_class,
-                         test_per_class=test_per_class, report=report)
+        cfg = eval_config(victim=victim, clean=clean, protected=named_folders(protected or []), test=test,
+                          target=target, target_protected=target_protected, background=background,
+                          target_holdout=target_holdout,
+                          adv_radii=tuple(levels(r) for r in adv_radius) if adv_radius else None,
+                          defenses=tuple(defense) if defense else None, poison_ratio=poison_ratio,
+                          allow_missing=allow_missing, runs=runs, per_class=per_class,
+                          test_per_class=test_per_class, report=report)
         if plot is not None:
             import importlib.util
             if importlib.util.find_spec("matplotlib") is None:
@@ -263,7 +267,7 @@ def train_generator_cmd(
     val_fraction: Annotated[Optional[float], typer.Option(help="Held-out fraction for reporting.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for every random draw (default 0).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
     device: DeviceOpt = Device.AUTO,
     dataset_name: Annotated[Optional[str], typer.Option(help="Name of the training data for the card (default: parent/folder of DATA_DIR, e.g. cifar10/train).")] = None,

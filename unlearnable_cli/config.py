@@ -273,6 +273,11 @@ class ProtectConfig:
                 raise ConfigError(message)
 
 
+def protect_config(**options: object) -> ProtectConfig:
+    """A :class:`ProtectConfig` from the options given (``None`` = the default here)."""
+    return ProtectConfig(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+
+
 @dataclass
 class VictimConfig:
     """How the unauthorized trainer in ``eval`` trains (``--preset quick`` defaults).
@@ -358,6 +363,11 @@ class EvalConfig:
             raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
         if not self.personal and self.runs is not VictimRuns.CLEAN and not self.protected:
             raise ConfigError("no protected folder given")
+
+
+def eval_config(**options: object) -> EvalConfig:
+    """An :class:`EvalConfig` from the options given (``None`` = the default here)."""
+    return EvalConfig(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
 
 
 def named_folders(items: list[str]) -> dict[str, Path]:
