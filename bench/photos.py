@@ -10,6 +10,14 @@ on the order the file system lists them, so it is the same on every machine.
 
 materializes ``WORK/lfw10/{train,test}/<identity>/<file>`` as symlinks into
 ``../shared/data/lfw`` (nothing is copied; ``bench/work/`` is not committed).
+
+    python bench/photos.py visibility [--weights cifar10] [--variant NAME=PROTECT-OPTIONS ...]
+
+protects the bundled example photos and 50 LFW photos (the first 5 test photos of
+each LFW-10 identity) with the real ``unlearnable protect``, once per variant, and
+measures at full size, per image, PSNR, SSIM and the low-frequency share of the noise
+(its energy in 16x16 block averages): mean and worst, one record per (variant, set)
+in ``results/photos.json``.
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-LFW = ROOT.parent / "shared" / "data" / "lfw"
+from common import ROOT, SHARED, WORK, cli, load, record, table, write_markdown
+
+LFW = SHARED / "lfw"
+#: Protect settings compared for visibility (name -> extra ``protect`` options).
+VARIANTS = {
+    "default": [],
+    "texture": ["--budget", "texture"],
+    "scale0.3": ["--eot-scale", "0.3"],
+    "texture+scale0.3": ["--budget", "texture", "--eot-scale", "0.3"],
+}
 IDENTITIES = 10        # the identities with the most photos
 MAX_PER_IDENTITY = 120  # as in the paper's FaceScrub 10x120
 TRAIN_FRACTION = 0.85
@@ -68,18 +85,91 @@ def materialize(split: dict[str, dict[str, list[str]]], dest: Path, lfw: Path = 
     return dest
 
 
+def visibility_inputs(work: Path, split: dict[str, dict[str, list[str]]]) -> dict[str, Path]:
+    """The two photo sets: the bundled examples, and 5 test photos per LFW-10 identity."""
+    lfw50 = work / "lfw50"
+    for person, files in split["test"].items():
+        (lfw50 / person).mkdir(parents=True, exist_ok=True)
+        for name in files[:5]:
+            link = lfw50 / person / name
+            if not link.is_symlink():
+                link.symlink_to(LFW.resolve() / person / name)
+    return {"examples": ROOT / "examples" / "photos", "lfw50": lfw50}
+
+
+def measure(clean: Path, protected: Path) -> dict[str, object]:
+    """PSNR, SSIM and low-frequency share per image pair, full size: mean and worst."""
+    import torch
+    from unlearnable_cli.data import match_folders
+    from unlearnable_cli.imageio import read_image
+    from unlearnable_cli.metrics import low_frequency_share, psnr, ssim_batch
+    rows = []
+    for a_path, b_path in match_folders(clean, protected)[0]:
+        a = torch.from_numpy(read_image(a_path).pixels).permute(2, 0, 1)
+        b = torch.from_numpy(read_image(b_path).pixels).permute(2, 0, 1)
+        rows.append({"psnr": psnr(a, b), "ssim": ssim_batch(a[None], b[None]).item(),
+                     "low_freq": low_frequency_share(a, b),
+                     "linf": int((a.int() - b.int()).abs().max())})
+    def stat(key: str, worst: str) -> dict[str, float]:
+        values = [r[key] for r in rows]
+        return {"mean": round(sum(values) / len(values), 4), "worst": round((min if worst == "min" else max)(values), 4)}
+    return {"images": len(rows), "psnr_db": stat("psnr", "min"), "ssim": stat("ssim", "min"),
+            "low_freq_share": stat("low_freq", "max"), "linf_max": max(r["linf"] for r in rows)}
+
+
+def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: dict) -> None:
+    for set_name, folder in visibility_inputs(work, split).items():
+        for name, extra in variants.items():
+            out = work / f"vis-{name}-{set_name}"
+            args = ["protect", folder.relative_to(ROOT) if ROOT in folder.parents else folder, "-o", out,
+                    "--weights", weights, "--quiet", *extra]
+            seconds = cli(*args)
+            results = {"set": set_name, "variant": name, "protect_options": extra, "weights": weights,
+                       "protect_seconds": round(seconds, 1), **measure(folder, out)}
+            record("photos", f"visibility-{name}-{set_name}", results,
+                   command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+            print(name, set_name, results)
+
+
+def summarize() -> None:
+    rows = []
+    for rec in load("photos")["records"]:
+        r = rec["results"]
+        if not rec["key"].startswith("visibility-"):
+            continue
+        rows.append({"set": f"{r['set']} ({r['images']})", "variant": r["variant"], "weights": r["weights"],
+                     "ssim": f"{r['ssim']['mean']:.3f} ({r['ssim']['worst']:.3f})",
+                     "low": f"{r['low_freq_share']['mean']:.2f} ({r['low_freq_share']['worst']:.2f})",
+                     "psnr": f"{r['psnr_db']['mean']:.1f} ({r['psnr_db']['worst']:.1f})", "linf": r["linf_max"],
+                     "s": r["protect_seconds"]})
+    write_markdown("photos", "Photos: visibility of the noise at full size", [
+        "Mean (worst) per image over the set; targets at ρ_u = 8: SSIM ≥ 0.95 and low-frequency share ≤ 0.25.", "",
+        *table(rows, [("set", "set (images)"), ("variant", "protect options"), ("weights", "generator"),
+                      ("ssim", "SSIM"), ("low", "low-frequency share"), ("psnr", "PSNR dB"),
+                      ("linf", "L∞ max"), ("s", "protect s")])])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["split"])
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "photos")
+    parser.add_argument("stage", choices=["split", "visibility", "summary"])
+    parser.add_argument("--work", type=Path, default=WORK / "photos")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", default="cifar10", help="generator name or file for the visibility stage")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=PROTECT-OPTIONS (default: all VARIANTS)")
     args = parser.parse_args()
+    if args.stage == "summary":
+        summarize()
+        return
     if not LFW.is_dir():
         raise SystemExit(f"{LFW}: LFW is not there (see ../shared/README.md)")
     split = lfw10_split(seed=args.seed)
     dest = materialize(split, args.work / "lfw10")
     counts = {part: sum(map(len, people.values())) for part, people in split.items()}
     print(f"{dest}: {counts['train']} train and {counts['test']} test photos of {len(split['train'])} identities")
+    if args.stage == "visibility":
+        variants = dict((v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in args.variant) or VARIANTS
+        visibility(args.work, args.weights, variants, split)
+        summarize()
 
 
 if __name__ == "__main__":

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import SHARED_DATA
 
-_spec = importlib.util.spec_from_file_location("bench_photos", Path(__file__).resolve().parents[1] / "bench" / "photos.py")
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))                  # photos.py imports the harness beside it (bench/common.py)
+_spec = importlib.util.spec_from_file_location("bench_photos", BENCH / "photos.py")
 photos = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(photos)  # type: ignore[union-attr]
 

@@ -26,14 +26,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def uniform_like(x: torch.Tensor, radius: float, generator: torch.Generator | None) -> torch.Tensor:
+def uniform_like(x: torch.Tensor, radius: float | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """A tensor shaped like ``x`` drawn from U(-radius, radius), reproducible on any device.
 
     Draws on the CPU with ``generator`` (so a seed gives the same numbers everywhere)
     and moves the result to ``x``'s device.
     """
-    u = torch.rand(x.shape, generator=generator, dtype=torch.float32)
-    return ((2 * u - 1) * radius).to(x.device, memory_format=torch.preserve_format)
+    u = torch.rand(x.shape, generator=generator, dtype=torch.float32).to(x.device)
+    return ((2 * u - 1) * radius).to(memory_format=torch.preserve_format)
 
 
 class PGD:

@@ -18,6 +18,7 @@ from . import __version__
 from .config import ConfigError, Device, EvalConfig, Method, Preset, ProtectConfig, VictimRuns, levels, resolve_device, train_config
 from .console import (DOMAIN_ERRORS, Command, Group, Terminated, console, err_console, fail, os_failure,
                       sigterm_as_interrupt, stopped)
+from .budget import Budget
 from .imageio import OutputFormat
 from .weights import WeightsError
 
@@ -57,6 +58,8 @@ def protect(
     eot_grayscale: Annotated[Optional[float], typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (default 0; see docs/protect.md).")] = None,
     labels: Annotated[Optional[str], typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to (default folders).")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="png (default), or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = None,
+    budget: Annotated[Optional[Budget], typer.Option(help="uniform (default): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
+    eot_scale: Annotated[Optional[float], typer.Option(help="Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, 0.8); smaller makes the noise work at finer scales too.")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
@@ -80,7 +83,7 @@ def protect(
                          random_radius=None if random_radius is None else levels(random_radius),
                          eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed,
                          overwrite=overwrite, keep_exif=keep_exif, max_pixels=max_pixels,
-                         output_format=output_format, preview=preview)
+                         output_format=output_format, preview=preview, budget=budget, eot_min_scale=eot_scale)
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     root = input_path.parent if input_path.is_file() else input_path
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .budget import Budget
 from .imageio import DEFAULT_MAX_PIXELS, OutputFormat
 from .transforms import TransformSpec
 
@@ -225,6 +226,8 @@ class ProtectConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     output_format: OutputFormat = OutputFormat.PNG
     preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
+    budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)
+    eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
 
     @property
     def alpha(self) -> float:
@@ -237,10 +240,12 @@ class ProtectConfig:
         EM: there is nothing to average over), ρ_r = the generator's ρ_a, and REM's inner
         attack as the generator was trained with it."""
         spec = card.transform_spec
+        if self.eot_min_scale is not None:
+            spec = dataclasses.replace(spec, min_scale=self.eot_min_scale)
         hyper = card.hyperparameters
         return NoiseConfig(
             method=Method(card.method), radius=self.radius, step_size=self.alpha, steps=self.steps,
-            eot_samples=self.eot_samples or (1 if spec == TransformSpec.identity() else 5),
+            eot_samples=self.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else 5),
             random_radius=card.adv_radius if self.random_radius is None else self.random_radius,
             adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
             adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
@@ -267,6 +272,7 @@ class ProtectConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.max_pixels >= 1, "--max-pixels must be positive"),
             (self.preview >= 0, "--preview must not be negative"),
+            (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:

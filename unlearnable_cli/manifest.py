@@ -36,7 +36,7 @@ JOURNAL = ".manifest.journal.jsonl"
 #: after running out of memory, the GPU after the CPU).
 RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
 #: Settings added since the first manifests, with the value older versions always used.
-SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0, "format": "png"}
+SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0, "format": "png", "budget": "uniform", "eot_min_scale": 0.8}
 #: What identifies the generator: its tensors (and what reads them); its path may change
 #: when the file is moved, and its card's descriptive text (the data set's name) may be corrected.
 GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "classes", "tensors_sha256")
@@ -59,7 +59,8 @@ def header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: G
                      "eot_grayscale": nc.grayscale_draws,
                      "random_radius_levels": round(nc.random_radius * 255, 4), "labels": cfg.labels,
                      "batch_size": cfg.batch_size, "seed": cfg.seed, "keep_exif": cfg.keep_exif,
-                     "format": cfg.output_format.value,
+                     "format": cfg.output_format.value, "budget": cfg.budget.value,
+                     "eot_min_scale": nc.transform.min_scale,
                      "device": str(device)},
     }
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attacks import PGD, eval_mode
@@ -29,6 +30,29 @@ def ssim_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     win = min(11, a.shape[-1], a.shape[-2])
     win -= 1 - win % 2                                    # odd window
     return ssim(a.float(), b.float(), data_range=255, size_average=False, win_size=win)
+
+
+def low_frequency_share(original: torch.Tensor, protected: torch.Tensor, block: int = 16) -> float:
+    """Share of the noise's energy in its ``block``×``block`` block averages.
+
+    ``original`` and ``protected``: ``(C, H, W)`` (or batched) uint8 of one image.  The
+    noise δ = protected − original is split into its block means (the part that varies
+    more slowly than ``block`` pixels: bands and blotches) and the rest; the share is
+    ‖block means‖² / ‖δ‖².  White noise gives about 1/block², a constant shift 1.
+    The image is cropped to whole blocks.  0 when nothing changed.
+    """
+    delta = (protected.float() - original.float())
+    if delta.dim() == 3:
+        delta = delta[None]
+    h, w = delta.shape[-2] // block * block, delta.shape[-1] // block * block
+    if h == 0 or w == 0:
+        raise ValueError(f"image smaller than one {block}x{block} block")
+    delta = delta[..., :h, :w]
+    total = delta.square().sum().item()
+    if total == 0:
+        return 0.0
+    means = F.avg_pool2d(delta, block)
+    return means.square().sum().item() * block * block / total
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -42,8 +42,10 @@ class ErrorMinimizingNoise:
     returns δ of shape ``(B, C, H, W)`` (``(B, 1, H, W)`` with ``shared_channels``,
     the same noise on every channel, for grayscale images) with ‖δ‖∞ ≤ ρ_u and
     ``images + δ`` in [0, 1].  δ starts uniform in the ρ_u ball unless ``init`` is
-    given (EM keeps a persistent noise across rounds).  ``on_step(k, K_u)`` is called
-    after each step (progress for large photos).  The model's mode is restored.
+    given (EM keeps a persistent noise across rounds).  ``radius`` ``(B, 1, H, W)``,
+    if given, is a per-pixel bound (each ≤ ρ_u) used instead of ρ_u (:mod:`budget`).
+    ``on_step(k, K_u)`` is called after each step (progress for large photos).  The
+    model's mode is restored.
     """
 
     def __init__(self, model: nn.Module, config: NoiseConfig = NoiseConfig(),
@@ -64,12 +66,14 @@ class ErrorMinimizingNoise:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  generator: torch.Generator | None = None, init: torch.Tensor | None = None,
                  shared_channels: bool = False,
-                 on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                 on_step: Callable[[int, int], None] | None = None,
+                 radius: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         images = images.detach()
         base = images[:, :1] if shared_channels else images
-        lo, hi = ball_bounds(base, cfg.radius)
-        delta = uniform_like(base, cfg.radius, generator) if init is None else init.detach().clone()
+        bound = cfg.radius if radius is None else radius
+        lo, hi = ball_bounds(base, bound)
+        delta = uniform_like(base, bound, generator) if init is None else init.detach().clone()
         delta = torch.clamp(delta, lo, hi)
         b, _, h, w = images.shape
         n = cfg.eot_samples * b
@@ -105,6 +109,9 @@ def draws_per_chunk(draws: int, batch: int, cap: int) -> int:
     return math.ceil(draws / calls)
 
 
-def ball_bounds(images: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel bounds (lo, hi) on δ: ‖δ‖∞ ≤ radius and images + δ inside [0, 1]."""
+def ball_bounds(images: torch.Tensor, radius: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel bounds (lo, hi) on δ: |δ| ≤ radius (a number, or a tensor that
+    broadcasts against ``images``) and images + δ inside [0, 1]."""
+    if isinstance(radius, torch.Tensor):
+        return torch.maximum(-images, -radius), torch.minimum(1 - images, radius)
     return (-images).clamp(min=-radius), (1 - images).clamp(max=radius)

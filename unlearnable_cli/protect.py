@@ -25,6 +25,7 @@ from torch import nn
 
 from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
+from .budget import level_map
 from .folders import check_folders, find_inputs, output_names, prepare_output
 from .imageio import DecodedImage, ImageReadError, read_image, write_image
 from .manifest import is_finished, previous_records
@@ -81,8 +82,9 @@ class ProtectSummary:
         return self.output_dir / manifest.MANIFEST
 
 
-def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int) -> torch.Tensor:
-    """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel."""
+def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor) -> torch.Tensor:
+    """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel
+    (a number, or a per-pixel map that broadcasts against ``x_u8``)."""
     base = x_u8.float()
     moved = torch.round(base + delta * 255)
     return torch.minimum(torch.maximum(moved, base - levels), base + levels).clamp(0, 255).to(torch.uint8)
@@ -121,8 +123,10 @@ class Protector:
         x = x_u8.to(self.device).float() / 255
         x3 = x.expand(-1, 3, -1, -1) if gray else x
         labels = labels.to(self.device)
-        delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step)
-        out = quantize(x_u8.to(self.device), delta, self.cfg.radius_levels)
+        levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
+        radius = levels / 255 if isinstance(levels, torch.Tensor) else None
+        delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
+        out = quantize(x_u8.to(self.device), delta, levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
         return out.cpu(), after

@@ -1,0 +1,69 @@
+"""Visibility: the low-frequency share of the noise, and the texture budget (issue 29)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnable_cli.budget import FLOOR, Budget, level_map, local_contrast
+from unlearnable_cli.metrics import low_frequency_share
+
+from conftest import small
+
+
+def _with_noise(noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    original = torch.full((3, 64, 64), 128, dtype=torch.uint8)
+    return original, (original.float() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_low_frequency_share_on_noise_of_known_frequency():
+    g = torch.Generator().manual_seed(0)
+    white = torch.randint(-8, 9, (3, 64, 64), generator=g).float()
+    assert low_frequency_share(*_with_noise(white)) < 0.02                 # about 1/256
+    assert low_frequency_share(*_with_noise(torch.full((3, 64, 64), 5.0))) == pytest.approx(1.0)
+    x = torch.arange(64).float()
+    slow = 8 * torch.sin(2 * math.pi * x / 64).expand(3, 64, 64)           # one period per image: bands
+    fast = 8 * torch.sign(torch.sin(2 * math.pi * (x + 0.5) / 2)).expand(3, 64, 64)   # 2-pixel period
+    # a 16-pixel block averages a quarter period: it keeps (sin(π/4) / (π/4))² = 0.81 of the energy
+    assert low_frequency_share(*_with_noise(slow)) == pytest.approx((math.sin(math.pi / 4) / (math.pi / 4)) ** 2, abs=0.03)
+    assert low_frequency_share(*_with_noise(fast)) < 0.01
+    assert low_frequency_share(*_with_noise(torch.zeros(3, 64, 64))) == 0.0
+
+
+def test_texture_budget_is_small_on_flat_areas_and_full_on_texture():
+    flat = torch.full((1, 3, 32, 32), 100, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    busy = torch.randint(0, 256, (1, 3, 32, 32), generator=g, dtype=torch.uint8)
+    assert level_map(flat, 8, Budget.UNIFORM) == 8
+    assert torch.all(level_map(flat, 8, Budget.TEXTURE) == math.ceil(FLOOR * 8))
+    assert torch.all(level_map(busy, 8, Budget.TEXTURE) == 8)
+    photo = torch.from_numpy(np.array(small("astronaut", 64))).permute(2, 0, 1)[None]
+    levels = level_map(photo, 8, Budget.TEXTURE)
+    assert levels.shape == (1, 1, *photo.shape[-2:]) and levels.min() >= 2 and levels.max() <= 8
+    assert (levels == 8).any() and (levels < 8).any()                       # a real photo has both
+    assert torch.allclose(local_contrast(flat), torch.zeros(1, 1, 32, 32))
+
+
+def test_protect_with_the_texture_budget_keeps_every_pixel_within_its_own_bound(tmp_path, tiny_weights):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from unlearnable_cli.cli import app
+    from unlearnable_cli.imageio import read_image
+    rng = np.random.default_rng(0)
+    arr = np.full((48, 64, 3), 170, np.uint8)                          # flat left half (a wall, the sky)
+    arr[:, 32:] = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)     # textured right half
+    (tmp_path / "in").mkdir()
+    Image.fromarray(arr).save(tmp_path / "in" / "a.png")
+    result = CliRunner().invoke(app, ["protect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights",
+                                      str(tiny_weights), "--budget", "texture", "--steps", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = torch.from_numpy(read_image(tmp_path / "out" / "a.png").pixels.astype(np.int64)).permute(2, 0, 1)
+    x = torch.from_numpy(arr.astype(np.int64)).permute(2, 0, 1)
+    allowed = level_map(torch.from_numpy(arr).permute(2, 0, 1)[None], 8, Budget.TEXTURE)[0]
+    change = (out - x).abs()
+    assert torch.all(change <= allowed) and change.max() == 8
+    assert change[:, :, :24].max() <= math.ceil(FLOOR * 8)            # far from the texture: the floor
