@@ -1,0 +1,211 @@
+"""Face benchmark (issue 29): does protection hold on face photos at realistic resolutions?
+
+Two protocols, both through the real `unlearnable protect` and `unlearnable eval`:
+
+- **LFW-10** (the SEM paper's Table 8 protocol on LFW; split in ``photos.py``): the
+  training photos are protected at full size (250 px), and victims are trained at each
+  ``--sizes`` (32, 64, 112) under each condition (standard, adversarial 2/255 and
+  4/255), on the photos as they are (``none``) or as a photo site would serve them
+  (``jpeg90``, ``jpeg75``: re-encoded; ``half``: downscaled by 2; clean and protected
+  copies processed alike).  Test: the 136 held-out clean photos.
+- **personal folder**: the ``--identities`` largest identities outside LFW-10 each play
+  the user; their photos are protected, the other 157 identities are the background
+  (``--background-per-class`` photos each), the victim trains at ``--personal-size``, and
+  ``--holdout`` of the user's clean photos are never trained on.  Reported: how often the
+  victim recognizes them, clean- vs protected-trained, with counts and 95% intervals.
+
+Every eval call's report is cached under bench/work/faces/ and recorded in
+results/faces.json; ``summary`` writes results/faces.md.
+
+    python bench/faces.py protect --weights faces [--name faces] [--protect-args "--budget texture"]
+    python bench/faces.py eval --name faces [--sizes 64,112] [--conditions standard,adv4] [--sites none,jpeg90]
+    python bench/faces.py personal --name faces [--identities 3] [--personal-size 112]
+    python bench/faces.py summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from common import SHARED, WORK, cli, load, record, table, write_markdown
+from photos import lfw10_split, materialize
+
+LFW = SHARED / "lfw"
+HERE = WORK / "faces"
+CONDITIONS = {"standard": ["--adv-radius", "0"], "adv2": ["--adv-radius", "2"], "adv4": ["--adv-radius", "4"]}
+SITES = ("none", "jpeg90", "jpeg75", "half")
+
+
+def site_copy(src: Path, dst: Path, site: str) -> Path:
+    """``src`` as a photo site would serve it: re-encoded as JPEG (``jpegQ``) or halved."""
+    from PIL import Image
+    if site == "none":
+        return src
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")):
+        out = dst / path.relative_to(src)
+        out = out.with_suffix(".jpg" if site.startswith("jpeg") else ".png")
+        if out.exists():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if site == "half":
+                img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS).save(out)
+            else:
+                img.save(out, quality=int(site.removeprefix("jpeg")))
+    return dst
+
+
+def protect(weights: str, name: str, extra: list[str]) -> Path:
+    split = materialize(lfw10_split(), HERE / "lfw10")
+    out = HERE / f"protected-{name}"
+    args = ["protect", split / "train", "-o", out, "--weights", weights, "--quiet", *extra]
+    seconds = cli(*args)
+    images = json.loads((out / "manifest.json").read_text())["images"]
+    record("faces", f"protect-{name}", {"weights": weights, "options": extra, "images": len(images),
+                                        "seconds": round(seconds, 1),
+                                        "psnr_mean": sum(r["psnr"] for r in images) / len(images),
+                                        "linf_max": max(r["linf"] for r in images)},
+           command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+    return out
+
+
+def evaluate(name: str, sizes: list[int], conditions: list[str], sites: list[str], victims: list[str]) -> None:
+    lfw10 = HERE / "lfw10"
+    for site in sites:
+        clean = site_copy(lfw10 / "train", HERE / f"site-{site}" / "clean", site)
+        prot = site_copy(HERE / f"protected-{name}", HERE / f"site-{site}" / name, site)
+        for size in sizes:
+            for cond in conditions:
+                for victim in victims:
+                    key = f"eval-{site}-{size}-{cond}-{victim}"
+                    report = HERE / "parts" / f"{key}.json"
+                    if report.exists():
+                        continue
+                    which = (["--runs", "clean"] if victim == "clean"
+                             else ["--runs", "protected", f"--protected={victim}={prot}"])
+                    args = ["eval", "--clean", clean, *which, "--test", lfw10 / "test", "--image-size", size,
+                            *CONDITIONS[cond], "--report", report, "--quiet"]
+                    cli(*args)
+                    d = json.loads(report.read_text())
+                    record("faces", key, {"site": site, "size": size, "condition": cond,
+                                          **{k: d[k] for k in ("settings", "runs", "seconds")}},
+                           command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+def personal_identities(n: int) -> list[str]:
+    """The ``n`` identities with the most photos outside LFW-10 (ties by name)."""
+    people = {d.name: len([f for f in d.iterdir() if f.suffix.lower() == ".jpg"])
+              for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    top10 = set(lfw10_split()["train"])
+    return sorted((p for p in people if p not in top10), key=lambda p: (-people[p], p))[:n]
+
+
+def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
+    for name, src in sources.items():
+        if not (dest / name).is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).symlink_to(src.resolve(), target_is_directory=True)
+    return dest
+
+
+def personal(name: str, weights: str, identities: int, size: int, per_class: int, holdout: float,
+             extra: list[str]) -> None:
+    for person in personal_identities(identities):
+        base = HERE / "personal" / person
+        me = link_tree(base / "me", {person: LFW / person})
+        background = link_tree(base / "background", {d.name: d for d in sorted(LFW.iterdir())
+                                                     if d.is_dir() and d.name != person})
+        me_prot = base / f"me-{name}"
+        cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
+        key = f"personal-{person}-{size}-{name}"
+        report = HERE / "parts" / f"{key}.json"
+        args = ["eval", "--target", me, "--target-protected", me_prot, "--background", background,
+                "--per-class", per_class, "--image-size", size, "--target-holdout", holdout,
+                "--report", report, "--quiet"]
+        if not report.exists():
+            cli(*args)
+        d = json.loads(report.read_text())
+        record("faces", key, {"identity": person, "size": size, "generator": name, "protect_options": extra,
+                              **{k: d[k] for k in ("settings", "runs", "seconds")}},
+               command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+def summary() -> None:
+    from unlearnable_cli.metrics import wilson_interval
+
+    def cell(acc: float, n: int) -> str:
+        lo, hi = wilson_interval(acc / 100 * n, n)
+        return f"{acc:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
+
+    recs = load("faces")["records"]
+    clean = {(r["results"]["site"], r["results"]["size"], r["results"]["condition"]): r["results"]["runs"][0]
+             for r in recs if r["key"].startswith("eval-") and r["key"].endswith("-clean")}
+    rows = []
+    for r in recs:
+        res = r["results"]
+        if not r["key"].startswith("eval-") or r["key"].endswith("-clean"):
+            continue
+        c = clean.get((res["site"], res["size"], res["condition"]))
+        n = res["settings"]["test_images"]
+        for run in res["runs"]:
+            rows.append({"site": res["site"], "size": res["size"], "cond": res["condition"], "gen": run["name"],
+                         "clean": cell(c["final_acc"], n) if c else "—", "prot": cell(run["final_acc"], n),
+                         "ratio": f"{run['final_acc'] / c['final_acc']:.2f}" if c and c["final_acc"] else "—",
+                         "n": n})
+    prow = []
+    for r in recs:
+        if not r["key"].startswith("personal-"):
+            continue
+        res = r["results"]
+        n = res["settings"]["target_heldout_images"]
+        by = {run["data"]: run["final_acc"] for run in res["runs"]}
+        prow.append({"who": res["identity"], "size": res["size"], "gen": res["generator"], "n": n,
+                     "clean": cell(by["clean"], n), "prot": cell(by["protected"], n),
+                     "ratio": f"{by['protected'] / by['clean']:.2f}" if by["clean"] else "—"})
+    write_markdown("faces", "Faces: protection on LFW", [
+        "LFW-10 (the 10 identities with the most photos, at most 120 each, 85/15 split): accuracy % on the "
+        "clean test photos, final epoch [95% interval]; ratio = protected / clean.", "",
+        *table(rows, [("site", "served as"), ("size", "victim px"), ("cond", "training"), ("gen", "generator"),
+                      ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio"),
+                      ("n", "test photos")]),
+        "", "Personal folder: recognition % of the user's held-out clean photos [95% interval].", "",
+        *table(prow, [("who", "identity"), ("size", "victim px"), ("gen", "generator"), ("n", "held-out photos"),
+                      ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio")])])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=("protect", "eval", "personal", "summary"))
+    ap.add_argument("--weights", default="cifar10", help="generator name or file")
+    ap.add_argument("--name", default=None, help="name of this protection in the results (default: --weights)")
+    ap.add_argument("--protect-args", default="", help="extra protect options, e.g. '--budget texture'")
+    ap.add_argument("--sizes", default="32,64,112")
+    ap.add_argument("--conditions", default="standard,adv2,adv4")
+    ap.add_argument("--sites", default=",".join(SITES))
+    ap.add_argument("--victims", default=None, help="clean and/or NAME (default both)")
+    ap.add_argument("--identities", type=int, default=3)
+    ap.add_argument("--personal-size", type=int, default=112)
+    ap.add_argument("--background-per-class", type=int, default=20)
+    ap.add_argument("--holdout", type=float, default=0.4)
+    args = ap.parse_args()
+    name = args.name or Path(args.weights).stem
+    extra = shlex.split(args.protect_args)
+    if args.stage != "summary" and not LFW.is_dir():
+        raise SystemExit(f"{LFW}: LFW is not there (see ../shared/README.md)")
+    if args.stage == "protect":
+        protect(args.weights, name, extra)
+    elif args.stage == "eval":
+        evaluate(name, [int(s) for s in args.sizes.split(",")], args.conditions.split(","), args.sites.split(","),
+                 args.victims.split(",") if args.victims else ["clean", name])
+    elif args.stage == "personal":
+        personal(name, args.weights, args.identities, args.personal_size, args.background_per_class,
+                 args.holdout, extra)
+    summary()
+
+
+if __name__ == "__main__":
+    main()
