@@ -41,23 +41,23 @@ def synthetic_folder(root: Path, size: int = 32, n: int = 1280) -> Path:
 
 
 def step_seconds(data: Path, out: Path, method: Method, ks: list[int], width: int, batch: int, steps: int,
-                 size: int = 32) -> list[float]:
+                 size: int = 32, stem_stride: int = 1) -> list[float]:
     """Per-step wall seconds of ``steps`` real training steps (the first dropped as warm-up)."""
     k_u, j, k_a = ks
     cfg = train_config(Preset.CPU, method=method, width=width, batch_size=batch, noise_steps=k_u, eot_samples=j,
                        adv_steps=k_a, steps=steps, val_fraction=0.0, log_every=1, checkpoint_every=10 ** 6,
-                       image_size=size)
+                       image_size=size, stem_stride=stem_stride)
     train_generator(data, out, cfg, torch.device("cpu"), show_progress=False, overwrite=True)
     elapsed = [json.loads(line)["elapsed"] for line in out.with_suffix(".log.jsonl").read_text().splitlines()
                if '"final"' not in line]
     return [b - a for a, b in zip(elapsed, elapsed[1:])]
 
 
-def raw_seconds(width: int, ks: list[int], batch: int, reps: int = 3, size: int = 32) -> float:
+def raw_seconds(width: int, ks: list[int], batch: int, reps: int = 3, size: int = 32, stem_stride: int = 1) -> float:
     """Median seconds of the step's passes as plain model calls: (K_u·J + K_a) input-gradient
     passes and one training pass, at batch ``batch``."""
     k_u, j, k_a = ks
-    model = build_model("resnet18", 10, width=width).to(memory_format=torch.channels_last)
+    model = build_model("resnet18", 10, width=width, stem_stride=stem_stride).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--image-size", type=int, default=32, help="generator input size (64 and more for photos)")
+    ap.add_argument("--stem-stride", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6, help="SEM steps timed (the first is warm-up)")
     ap.add_argument("--rem-steps", type=int, default=0, help="REM steps timed (0: skip REM)")
     args = ap.parse_args()
@@ -90,18 +91,19 @@ def main() -> None:
         size = args.image_size
         data = synthetic_folder(Path(tmp) / "data", size)
         sem = step_seconds(data, Path(tmp) / "sem.safetensors", Method.SEM, args.ks, args.width, args.batch_size,
-                           args.steps, size)
-        raw = raw_seconds(args.width, args.ks, args.batch_size, size=size)
+                           args.steps, size, args.stem_stride)
+        raw = raw_seconds(args.width, args.ks, args.batch_size, size=size, stem_stride=args.stem_stride)
         rem = (step_seconds(data, Path(tmp) / "rem.safetensors", Method.REM, args.ks, args.width, args.batch_size,
-                            args.rem_steps, size) if args.rem_steps > 1 else [])
+                            args.rem_steps, size, args.stem_stride) if args.rem_steps > 1 else [])
     results = {"setup": {"arch": f"resnet18 width {args.width}", "batch_size": args.batch_size,
-                         "K_u": args.ks[0], "J": args.ks[1], "K_a": args.ks[2], "image_size": size},
+                         "K_u": args.ks[0], "J": args.ks[1], "K_a": args.ks[2], "image_size": size,
+                         "stem_stride": args.stem_stride},
                "seconds_per_step": {"sem": [round(t, 3) for t in sem], "rem": [round(t, 3) for t in rem]},
                "raw_seconds_median": round(raw, 3),
                "sem_vs_raw": round(statistics.median(sem) / raw, 3),
                "rem_over_sem": round(statistics.median(rem) / statistics.median(sem), 2) if rem else None}
     k_u, j, k_a = args.ks
-    record("train_speed", f"w{args.width}-k{k_u}-j{j}-ka{k_a}" + (f"-{size}px-b{args.batch_size}" if size != 32 else ""),
+    record("train_speed", f"w{args.width}-k{k_u}-j{j}-ka{k_a}" + (f"-{size}px-b{args.batch_size}" if size != 32 else "") + (f"-stem{args.stem_stride}" if args.stem_stride != 1 else ""),
            results)
     summarize()
 
@@ -112,7 +114,8 @@ def summarize() -> None:
         r, s = rec["results"], rec["results"]["setup"]
         sem = r.get("sem_vs_raw", r.get("sem_vs_raw_at_b"))
         per_step = r.get("seconds_per_step_median", {}).get("sem") or statistics.median(r["seconds_per_step"]["sem"])
-        rows.append({"setup": f"{s['arch']}, {s.get('image_size', 32)} px, K {s['K_u']}/{s['J']}/{s['K_a']}, "
+        stem = f", stem stride {s['stem_stride']}" if s.get("stem_stride", 1) != 1 else ""
+        rows.append({"setup": f"{s['arch']}{stem}, {s.get('image_size', 32)} px, K {s['K_u']}/{s['J']}/{s['K_a']}, "
                               f"B {s['batch_size']}",
                      "sem": round(per_step, 2), "ratio": sem, "rem": r.get("rem_over_sem") or "—",
                      "machine": machine_line(rec["environment"])})

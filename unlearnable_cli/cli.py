@@ -255,6 +255,7 @@ def train_generator_cmd(
     preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
     arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
+    stem_stride: Annotated[Optional[int], typer.Option(help="2: ResNet-18's first convolution halves the input, so a 64-px generator costs what a 32-px one does (default 1, the CIFAR stem).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (M).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (×0.1 at 40% and 80% of M).")] = None,
@@ -286,7 +287,7 @@ def train_generator_cmd(
         return None if v is None else levels(v)
 
     try:
-        cfg = train_config(preset, method=method, arch=arch, width=width, steps=steps,
+        cfg = train_config(preset, method=method, arch=arch, width=width, stem_stride=stem_stride, steps=steps,
                            batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
                            noise_steps=noise_steps, eot_samples=eot_samples,
                            adv_radius=lv(adv_radius), adv_step_size=lv(adv_step_size),

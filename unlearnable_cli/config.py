@@ -112,6 +112,7 @@ class TrainConfig:
     method: Method = Method.SEM
     arch: str = "resnet18"
     width: int = 64                       # ResNet-18 base width; 64 is the paper's surrogate
+    stem_stride: int = 1                  # 2: the first convolution halves the input (photos, >= 64 px)
     steps: int = 5000                     # M, optimizer steps
     batch_size: int = 128
     lr: float = 0.1                       # SGD, momentum 0.9, weight decay 5e-4
@@ -167,11 +168,19 @@ class TrainConfig:
             (self.adv_steps >= 0, "--adv-steps must not be negative"),
             (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
             (self.image_size >= 8, "--image-size must be at least 8"),
+            (self.stem_stride in (1, 2), "--stem-stride must be 1 or 2"),
+            (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def arch_kwargs(self) -> dict[str, int]:
+        """The architecture's arguments as the card records them (the default stem is left out,
+        so cards and checkpoints from before ``stem_stride`` existed read the same)."""
+        return {"width": self.width, **({"stem_stride": self.stem_stride} if self.stem_stride != 1 else {})}
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)

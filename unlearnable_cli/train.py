@@ -104,7 +104,7 @@ class Trainer:
         hyper = self.cfg.to_dict()
         hyper["noise_eot_samples"] = self.noise_cfg.eot_samples
         return GeneratorCard(
-            arch=self.cfg.arch, arch_kwargs={"width": self.cfg.width},
+            arch=self.cfg.arch, arch_kwargs=self.cfg.arch_kwargs,
             class_names=list(self.class_names),
             input_size=(self.cfg.image_size, self.cfg.image_size),
             mean=CIFAR_MEAN, std=CIFAR_STD, method=self.cfg.method.value,
@@ -120,7 +120,7 @@ class Trainer:
             model, card = load_generator(path)
         except (WeightsError, OSError) as e:
             raise ConfigError(f"--init {e}") from e
-        wanted = (self.cfg.arch, {"width": self.cfg.width}, list(self.class_names),
+        wanted = (self.cfg.arch, self.cfg.arch_kwargs, list(self.class_names),
                   (self.cfg.image_size, self.cfg.image_size))
         found = (card.arch, card.arch_kwargs, list(card.class_names), tuple(card.input_size))
         if found != wanted:
@@ -134,8 +134,11 @@ class Trainer:
     def _config_fingerprint(self) -> str:
         d = self.cfg.to_dict()
         d.pop("checkpoint_every"), d.pop("log_every")
-        if d["init"] is None:   # checkpoints written before --init existed still resume
+        # checkpoints written before --init and --stem-stride existed still resume
+        if d["init"] is None:
             d.pop("init")
+        if d["stem_stride"] == 1:
+            d.pop("stem_stride")
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
