@@ -3,11 +3,12 @@
 Modules by pipeline step (docs/design.md has the same map with the layering):
 
 - commands: ``cli`` (Typer), ``console`` (error lines, exit codes, help format)
-- settings: ``config`` (every option, default and preset)
+- settings: ``config`` (a package: every option, default and preset)
 - engine: ``noise`` (SEM / REM / EM noise), ``attacks`` (PGD), ``transforms`` (random t)
 - models and weights: ``models`` (registry), ``weights`` (safetensors + card, shipped names)
 - protect: ``protect`` (the job), ``folders`` (inputs, outputs, names), ``labels``,
-  ``manifest`` (record and resume rules), ``preview``, ``summary`` (plain-words output)
+  ``manifest`` (record and resume rules), ``budget`` (per-pixel bound), ``preview``,
+  ``summary`` (plain-words output)
 - train-generator: ``train`` (the loop), ``checkpoints`` (checkpoint, log, refusal rules)
 - eval: ``evaluate`` (scenarios, entry point), ``victims`` (one victim), ``defenses``,
   ``report`` (table, warnings, plot), ``journal`` (resume)

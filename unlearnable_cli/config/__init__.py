@@ -1,0 +1,20 @@
+"""Every option, default and preset in one place (this package): the noise engine's, ``protect``'s,
+``train-generator``'s and ``eval``'s.
+
+Radii and step sizes are stored in [0, 1] pixel units everywhere inside; the command
+line takes them in pixel levels out of 255 (``--radius 8`` means 8/255) and converts
+with :func:`levels`.  Command-line options default to ``None``, meaning "the default
+here".
+"""
+
+
+from .common import (ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Method, NoiseConfig,
+                     VictimRuns, levels, resolve_device)
+from .evaluate import EVAL_PRESETS, EvalConfig, VictimConfig, eval_config, named_folders, victim_config
+from .protect import ProtectConfig, protect_config
+from .train import EM_DEFAULTS, PRESETS, Preset, TrainConfig, train_config
+
+__all__ = ["ADV_RADIUS", "ADV_STEP_SIZE", "EM_DEFAULTS", "EVAL_PRESETS", "PRESETS", "RADIUS", "STEP_SIZE",
+           "ConfigError", "Device", "EvalConfig", "Method", "NoiseConfig", "Preset", "ProtectConfig",
+           "TrainConfig", "VictimConfig", "VictimRuns", "eval_config", "levels", "named_folders",
+           "protect_config", "resolve_device", "train_config", "victim_config"]

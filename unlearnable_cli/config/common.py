@@ -1,0 +1,83 @@
+"""Units, devices, methods and the noise engine's settings: what every command shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+from ..transforms import TransformSpec
+
+#: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255.
+RADIUS = 8 / 255
+#: α_u, SEM's noise step on CIFAR-10 (ρ_u / 5; written as 1.6/255, the float every card records).
+STEP_SIZE = 1.6 / 255
+#: ρ_a = ρ_r, SEM's adversarial and random radii on CIFAR-10.
+ADV_RADIUS = 4 / 255
+#: α_a, SEM's adversarial PGD step (ρ_a / 5).
+ADV_STEP_SIZE = 0.8 / 255
+
+
+def levels(value: float) -> float:
+    """Pixel levels out of 255 -> [0, 1] units."""
+    return value / 255.0
+
+
+class Device(str, Enum):
+    """Where to compute; ``auto`` takes CUDA when it is available."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class VictimRuns(str, Enum):
+    """Which victims ``eval`` trains: the clean baseline, the protected copies, or both."""
+
+    BOTH = "both"
+    CLEAN = "clean"
+    PROTECTED = "protected"
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work; raised before any work starts."""
+
+
+class Method(str, Enum):
+    """Which unlearnable-examples method shapes the noise (and the generator training)."""
+
+    SEM = "sem"
+    REM = "rem"
+    EM = "em"
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Hyperparameters of the noise optimization, all in [0, 1] pixel units.
+
+    Defaults are the SEM paper's CIFAR-10 recipe: ρ_u = 8/255, α_u = 1.6/255,
+    K_u = 10, J = 5, ρ_r = ρ_a = 4/255 (and, for REM's inner maximization,
+    α_a = 0.8/255 with K_a = 10 steps).
+    """
+
+    method: Method = Method.SEM
+    radius: float = RADIUS           # ρ_u, the promised L∞ bound
+    step_size: float = STEP_SIZE     # α_u
+    steps: int = 10                  # K_u
+    eot_samples: int = 5             # J, draws of (t_j, δʳ_j) averaged per step
+    random_radius: float = ADV_RADIUS  # ρ_r (SEM's uniform δʳ, REM's PGD radius)
+    adv_step_size: float = ADV_STEP_SIZE  # α_a, REM's inner PGD step
+    adv_steps: int = 10              # K_a, REM's inner PGD steps
+    transform: TransformSpec = TransformSpec()
+    grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
+    max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    device = Device(device)
+    if device is Device.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is Device.CUDA and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA device is available")
+    return torch.device(device.value)

@@ -1,0 +1,110 @@
+"""``eval``'s settings: how the unauthorized trainer trains, and what it is run on."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import ConfigError, VictimRuns
+
+
+@dataclass
+class VictimConfig:
+    """How the unauthorized trainer in ``eval`` trains (``--preset quick`` defaults).
+
+    ``adv_step_size`` is in [0, 1] units like every radius inside; None means
+    2.5 · radius / steps (Madry et al.'s rule).
+    """
+
+    arch: str = "convnet"
+    width: int = 32
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05                        # peak of a one-cycle schedule, SGD with Nesterov momentum
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    image_size: int = 32
+    augment: bool = True                    # pad-4 random crop + horizontal flip
+    adv_steps: int = 3                      # Madry PGD steps when the adversarial radius is > 0
+    adv_step_size: float | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("--epochs, --batch-size and --lr must be positive")
+
+
+#: ``quick``: a fast CNN for a 10k-image subset on a 2-core CPU; ``paper``: the SEM/REM
+#: victim protocol (ResNet-18, SGD 0.1, wd 5e-4, crop+flip, 100 epochs, PGD-10), for a GPU.
+EVAL_PRESETS: dict[str, dict[str, object]] = {
+    "quick": {},
+    "paper": dict(arch="resnet18", width=64, epochs=100, lr=0.1, adv_steps=10),
+}
+
+
+def victim_config(preset: str, **overrides: object) -> VictimConfig:
+    """A :class:`VictimConfig` from a preset with explicit options (``None`` = keep) on top."""
+    if preset not in EVAL_PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(EVAL_PRESETS)}")
+    cfg = VictimConfig(**{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class EvalConfig:
+    """An ``eval`` run: the standard scenario (``clean``, ``protected``, ``test``) or the
+    personal one (``target``, ``target_protected``, ``background``); radii in [0, 1]."""
+
+    victim: VictimConfig = dataclasses.field(default_factory=VictimConfig)
+    clean: Path | None = None
+    protected: dict[str, Path] = dataclasses.field(default_factory=dict)   # name -> protected copy
+    test: Path | None = None
+    target: Path | None = None
+    target_protected: Path | None = None
+    background: Path | None = None
+    target_holdout: float = 0.2             # share of the user's clean images never trained on
+    adv_radii: tuple[float, ...] = (0.0,)   # adversarial training radii (0: standard training)
+    defenses: tuple[str, ...] = ("none",)   # every radius is combined with every defense
+    poison_ratio: float = 1.0               # share of the training images that are protected
+    allow_missing: bool = False
+    runs: VictimRuns = VictimRuns.BOTH
+    per_class: int | None = None
+    test_per_class: int | None = None
+    report: Path | None = None              # JSON report; finished victims are kept beside it
+
+    @property
+    def personal(self) -> bool:
+        return any(p is not None for p in (self.target, self.target_protected, self.background))
+
+    def validate(self) -> None:
+        self.victim.validate()
+        if not 0 < self.poison_ratio <= 1:
+            raise ConfigError("--poison-ratio must be in (0, 1]")
+        if not 0 < self.target_holdout < 1:
+            raise ConfigError("--target-holdout must be in (0, 1)")
+        if any(r < 0 or r > 1 for r in self.adv_radii):
+            raise ConfigError("--adv-radius must be in [0, 255]")
+        if self.personal and not (self.target and self.target_protected and self.background):
+            raise ConfigError("the personal scenario needs --target, --target-protected and --background")
+        if self.personal and self.runs is not VictimRuns.BOTH:
+            raise ConfigError("--runs applies to --clean/--protected evaluations only")
+        if not self.personal and not (self.clean and self.test and (self.protected or self.runs is VictimRuns.CLEAN)):
+            raise ConfigError("give --clean, --protected and --test (or --target, --target-protected, --background)")
+        if not self.personal and self.runs is not VictimRuns.CLEAN and not self.protected:
+            raise ConfigError("no protected folder given")
+
+
+def eval_config(**options: object) -> EvalConfig:
+    """An :class:`EvalConfig` from the options given (``None`` = the default here)."""
+    return EvalConfig(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+
+
+def named_folders(items: list[str]) -> dict[str, Path]:
+    """``--protected`` values, ``NAME=DIR`` or ``DIR`` (named "protected"), by name."""
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        named[name if sep else "protected"] = Path(path if sep else item)
+    return named

@@ -1,0 +1,96 @@
+"""``protect``'s settings, and the noise settings they give for a generator."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..budget import Budget
+from ..imageio import DEFAULT_MAX_PIXELS, OutputFormat
+from ..transforms import TransformSpec
+from .common import RADIUS, ConfigError, Method, NoiseConfig
+
+if TYPE_CHECKING:
+    from ..weights import GeneratorCard
+
+
+@dataclass
+class ProtectConfig:
+    """Options of ``protect``; radii in [0, 1] units, ``None`` = derived from the generator.
+
+    Defaults: ρ_u = 8/255, α_u = ρ_u / 5, K_u = 10, J = 5 (1 for a generator whose
+    transform is deterministic, i.e. EM), ρ_r = the generator's ρ_a.
+    """
+
+    radius: float = RADIUS
+    steps: int = 10
+    step_size: float | None = None        # None: ρ_u / 5
+    eot_samples: int | None = None        # None: 5, or 1 for a generator whose transform is the identity (EM)
+    random_radius: float | None = None    # None: the generator's ρ_a
+    eot_grayscale: float = 0.0            # chance a draw t_j is also seen in grayscale (0: never)
+    labels: str = "folders"
+    batch_size: int = 32
+    max_batch_pixels: int = 1 << 22       # large photos are protected a few at a time
+    seed: int = 0
+    overwrite: bool = False
+    keep_exif: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    output_format: OutputFormat = OutputFormat.PNG
+    preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
+    budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)
+    eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
+
+    @property
+    def alpha(self) -> float:
+        """α_u: the step size actually used (ρ_u / 5 unless given)."""
+        return self.step_size if self.step_size is not None else self.radius / 5
+
+    def noise_config(self, card: "GeneratorCard") -> NoiseConfig:
+        """The noise engine settings for ``card``'s generator, with the derived defaults:
+        α_u = ρ_u / 5, J = 5 (1 when the generator's transform is the identity, as for
+        EM: there is nothing to average over), ρ_r = the generator's ρ_a, and REM's inner
+        attack as the generator was trained with it."""
+        spec = card.transform_spec
+        if self.eot_min_scale is not None:
+            spec = dataclasses.replace(spec, min_scale=self.eot_min_scale)
+        hyper = card.hyperparameters
+        return NoiseConfig(
+            method=Method(card.method), radius=self.radius, step_size=self.alpha, steps=self.steps,
+            eot_samples=self.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else 5),
+            random_radius=card.adv_radius if self.random_radius is None else self.random_radius,
+            adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
+            adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
+            transform=spec, grayscale_draws=self.eot_grayscale)
+
+    @property
+    def radius_levels(self) -> int:
+        """The promised integer bound in pixel levels: output differs from input by at most this."""
+        return int(self.radius * 255 + 1e-6)
+
+    def validate(self) -> None:
+        checks = [
+            (0 < self.radius <= 1, "--radius must be in (0, 255]"),
+            (self.radius_levels >= 1, "--radius must be at least 1 pixel level"),
+            (self.steps >= 1, "--steps must be at least 1 (with 0 steps the noise is only its random "
+                              "start and protects nothing)"),
+            (self.step_size is None or self.step_size > 0, "--step-size must be positive"),
+            (self.steps * self.alpha >= 1 / 255 - 1e-9,
+             f"--steps {self.steps} x --step-size {self.alpha * 255:g} lets the noise move less than one "
+             "level from its random start: the output would be random noise, which protects nothing"),
+            (self.eot_samples is None or self.eot_samples >= 1, "--eot-samples must be at least 1"),
+            (self.random_radius is None or self.random_radius >= 0, "--random-radius must not be negative"),
+            (0 <= self.eot_grayscale <= 1, "--eot-grayscale must be in [0, 1]"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.max_pixels >= 1, "--max-pixels must be positive"),
+            (self.preview >= 0, "--preview must not be negative"),
+            (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def protect_config(**options: object) -> ProtectConfig:
+    """A :class:`ProtectConfig` from the options given (``None`` = the default here)."""
+    return ProtectConfig(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
