@@ -87,7 +87,8 @@ def test_same_seed_same_victims(folders, tmp_path):
 
 
 def test_split_runs_match_one_combined_call(folders, tmp_path):
-    """--runs clean (without --protected) and --runs protected give the curves of one full call."""
+    """--runs clean (without --protected) and --runs protected give the victims (weights and
+    curves) of one full call."""
     clean, prot, test = folders
     base = ["--clean", str(clean), "--test", str(test), *TINY]
     curves = {}
@@ -95,7 +96,8 @@ def test_split_runs_match_one_combined_call(folders, tmp_path):
         path = tmp_path / f"{mode}.json"
         result = runner.invoke(app, ["eval", *base, *extra, "--runs", mode, "--report", str(path)])
         assert result.exit_code == 0, (mode, result.output)
-        curves[mode] = {r["data"]: r["acc_per_epoch"] for r in json.loads(path.read_text())["runs"]}
+        curves[mode] = {r["data"]: (r["weights_sha256"], r["acc_per_epoch"])
+                        for r in json.loads(path.read_text())["runs"]}
     assert set(curves["clean"]) == {"clean"} and set(curves["protected"]) == {"protected"}
     assert curves["clean"]["clean"] == curves["both"]["clean"]
     assert curves["protected"]["protected"] == curves["both"]["protected"]
