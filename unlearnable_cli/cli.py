@@ -35,7 +35,7 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def main(version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback,
                                                          is_eager=True, help="Show the version.")] = None) -> None:
-    """unlearnable: bounded, imperceptible noise that makes images useless as training data."""
+    """unlearnable: small, bounded noise that makes your images less useful as training data."""
 
 
 PROTECT = ProtectConfig()                 # the defaults the commands' help names
@@ -70,7 +70,7 @@ def protect(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which folder was pushed towards which generator class.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Add bounded, imperceptible noise to your images so models trained on them learn little."""
+    """Add small, bounded noise to your images so that models trained on them learn less from them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .config import protect_config

@@ -42,9 +42,9 @@ def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
         f"Protected {summary.processed} image(s) into {summary.output_dir}{skipped}.",
         f"Every pixel changed by at most {cfg.radius_levels} of 255 levels "
         f"(largest change found: {summary.worst_linf}{psnr}).",
-        "A model trained on these files learns little from them. They are not hidden, encrypted or "
-        "watermarked: people can still see, share and recognize them, and re-encoding, resizing or "
-        "editing them weakens the protection.",
+        "A model trained on these files learns less from them; how much depends on how it is trained "
+        "(measured figures: README). They are not hidden, encrypted or watermarked: people can still see, "
+        "share and recognize them, and re-encoding, resizing or editing them weakens the protection.",
     ]
     if summary.bytes_in:
         factor = summary.bytes_out / summary.bytes_in
