@@ -57,12 +57,12 @@ def cpu_model() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """Commit (and whether the tree had uncommitted changes), date, machine and versions."""
+    """Commit (and whether the tree had uncommitted changes other than results), date, machine and versions."""
     import torch
     from unlearnable_cli import __version__
     return {
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                     "platform": platform.platform(),
