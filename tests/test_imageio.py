@@ -47,8 +47,12 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (10_000, 10_000)).save(bomb)       # 100 megapixels in a tiny file
     assert bomb.stat().st_size < 200_000
-    with pytest.raises(ImageReadError, match="exceeds.*limit.*decompression bomb"):
+    with pytest.raises(ImageReadError, match="exceeds.*limit.*decompression bomb") as refused:
         read_image(bomb)
+    message = str(refused.value)          # one limit, the one in force (not Pillow's as well)
+    assert "100,000,000 pixels exceeds the limit of 50,000,000" in message and "89,478,485" not in message
+    with pytest.raises(ImageReadError, match="Pillow's own limit, which --max-pixels cannot raise"):
+        read_image(bomb, max_pixels=200_000_000)
     ok = save(small("coffee", 64), tmp_path / "ok.png")
     with pytest.raises(ImageReadError, match="--max-pixels"):
         read_image(ok, max_pixels=100)
