@@ -103,6 +103,18 @@ class Victim:
     poison_ratio: float = 0.0
 
 
+@dataclass
+class Scenario:
+    """What one evaluation trains and measures (built by :func:`standard_scenario` or
+    :func:`personal_scenario`)."""
+
+    victims: list[Victim]
+    evals: dict[str, tuple[torch.Tensor, torch.Tensor]]   # name -> (uint8 images, labels); the first is the score
+    classes: list[str]
+    imperceptibility: dict[str, dict[str, float]]
+    settings: dict[str, object]                            # what the report says about the data
+
+
 def mix(clean: torch.Tensor, protected: torch.Tensor, ratio: float, seed: int) -> torch.Tensor:
     """Training set where a seeded ``ratio`` of the images are protected, the rest clean."""
     if ratio >= 1:
@@ -145,7 +157,7 @@ def train_victims(victims: list[Victim], evals: dict[str, tuple[torch.Tensor, to
     return runs
 
 
-def standard_scenario(cfg: EvalConfig) -> tuple[list[Victim], dict, list[str], dict, dict]:
+def standard_scenario(cfg: EvalConfig) -> Scenario:
     """Victims, eval sets, class names, imperceptibility and report settings of
     ``--clean/--protected/--test``."""
     assert cfg.clean is not None and cfg.test is not None
@@ -172,10 +184,10 @@ def standard_scenario(cfg: EvalConfig) -> tuple[list[Victim], dict, list[str], d
                 "test": str(cfg.test), "per_class": cfg.per_class, "test_per_class": cfg.test_per_class,
                 "poison_ratio": cfg.poison_ratio, "train_images": len(labels), "test_images": len(test_y),
                 "classes": names, "runs": cfg.runs.value}
-    return victims, {"test": (test_x, test_y)}, names, quality, settings
+    return Scenario(victims, {"test": (test_x, test_y)}, names, quality, settings)
 
 
-def personal_scenario(cfg: EvalConfig) -> tuple[list[Victim], dict, list[str], dict, dict]:
+def personal_scenario(cfg: EvalConfig) -> Scenario:
     """The same for ``--target/--target-protected/--background``: a seeded
     ``target_holdout`` of the user's clean images is never trained on; a held-out 10%
     of the background measures the victim's accuracy on everyone else."""
@@ -210,7 +222,7 @@ def personal_scenario(cfg: EvalConfig) -> tuple[list[Victim], dict, list[str], d
                 "metric": "recognition of held-out target images (%)",
                 "target_train_images": len(train_pairs), "target_heldout_images": len(hold),
                 "background_classes": len(background.class_names), "background_train_images": len(bg_train)}
-    return victims, evals, background.class_names + ["target"], {"target": imperceptibility(pairs)}, settings
+    return Scenario(victims, evals, background.class_names + ["target"], {"target": imperceptibility(pairs)}, settings)
 
 
 def run_evaluation(cfg: EvalConfig, device: torch.device,
@@ -222,13 +234,14 @@ def run_evaluation(cfg: EvalConfig, device: torch.device,
     cfg.validate()
     settings = [Setting(r, defenses.parse(d)) for r in cfg.adv_radii for d in cfg.defenses]
     journal = RunJournal(journal_path(cfg.report) if cfg.report else None, Run)
-    victims, evals, names, quality, report_settings = (personal_scenario if cfg.personal else standard_scenario)(cfg)
-    identity = {"scenario": report_settings.get("scenario", "standard"), "victim": dataclasses.asdict(cfg.victim),
-                "classes": names, "evals": data_digest(*[t for pair in evals.values() for t in pair])}
-    runs = train_victims(victims, evals, len(names), identity, cfg.victim, settings, device, journal, progress)
-    report_settings.update(victim=dataclasses.asdict(cfg.victim), conditions=[s.label for s in settings],
-                           device=str(device))
-    return EvalReport(report_settings, runs, quality, time.perf_counter() - start, journal.reused)
+    sc = (personal_scenario if cfg.personal else standard_scenario)(cfg)
+    identity = {"scenario": sc.settings.get("scenario", "standard"), "victim": dataclasses.asdict(cfg.victim),
+                "classes": sc.classes, "evals": data_digest(*[t for pair in sc.evals.values() for t in pair])}
+    runs = train_victims(sc.victims, sc.evals, len(sc.classes), identity, cfg.victim, settings, device, journal,
+                         progress)
+    sc.settings.update(victim=dataclasses.asdict(cfg.victim), conditions=[s.label for s in settings],
+                       device=str(device))
+    return EvalReport(sc.settings, runs, sc.imperceptibility, time.perf_counter() - start, journal.reused)
 
 
 def save_report(report: EvalReport, cfg: EvalConfig) -> None:

@@ -229,8 +229,3 @@ def resolve_weights(spec: str | Path | None) -> Path:
     if path.suffix or path.exists() or "/" in str(spec):
         return path
     return shipped_path(str(spec))       # a bare word that is no file: a name, or a clear error
-
-
-def default_weights_path() -> Path:
-    """The generator used when ``--weights`` is not given (see :func:`resolve_weights`)."""
-    return resolve_weights(None)
