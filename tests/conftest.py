@@ -68,6 +68,18 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def tinted_classes(root: Path, classes: list[str], per_class: int, size: int = 32) -> Path:
+    """An image-folder data set where class c is noise with channel c raised: learnable in a few steps."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+            arr[..., c] += 120
+            Image.fromarray(arr).save(root / name / f"{i}.png")
+    return root
+
+
 def skimage_photo(name: str) -> np.ndarray:
     from skimage import data
     return getattr(data, name)()

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli import imageio, manifest, weights
@@ -24,7 +23,7 @@ from unlearnable_cli.imageio import read_image
 from unlearnable_cli.report import result_warnings
 from unlearnable_cli.weights import load_generator, read_card
 
-from conftest import save, small
+from conftest import save, small, tinted_classes
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
@@ -38,15 +37,7 @@ def run(*args: str | Path):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("toy") / "train"
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["red", "green"]):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            arr = rng.integers(0, 120, (32, 32, 3), dtype=np.uint8)
-            arr[..., c] += 120
-            Image.fromarray(arr).save(root / name / f"{i}.png")
-    return root
+    return tinted_classes(tmp_path_factory.mktemp("toy") / "train", ["red", "green"], 8)
 
 
 # --------------------------------------------------------------------------- train-generator

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
@@ -14,7 +13,7 @@ from unlearnable_cli.imageio import read_image
 from unlearnable_cli.models import build_model
 from unlearnable_cli.weights import load_generator
 
-from conftest import save, small
+from conftest import save, small, tinted_classes
 
 runner = CliRunner()
 
@@ -32,14 +31,7 @@ def test_a_strided_stem_makes_64_pixels_cost_what_32_do():
 
 
 def test_a_64_pixel_generator_trains_reloads_and_protects_a_photo(tmp_path: Path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "faces"
-    for c, name in enumerate(["ann", "bob"]):
-        (data / name).mkdir(parents=True)
-        for i in range(6):
-            arr = rng.integers(0, 120, (80, 80, 3), dtype=np.uint8)
-            arr[..., c] += 120
-            Image.fromarray(arr).save(data / name / f"{i}.png")
+    data = tinted_classes(tmp_path / "faces", ["ann", "bob"], 6, size=80)
     weights = tmp_path / "g64.safetensors"
     result = runner.invoke(app, ["train-generator", str(data), "-o", str(weights), "--image-size", "64",
                                  "--stem-stride", "2", "--width", "8", "--steps", "2", "--batch-size", "4",
