@@ -14,9 +14,10 @@ from .metrics import wilson_interval
 
 
 def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:
+    """Runs by (adversarial radius in levels, defense)."""
     groups: dict[tuple[float, str], list[Run]] = defaultdict(list)
     for run in report.runs:
-        groups[(run.adv_radius, run.defense)].append(run)
+        groups[(run.adv_levels, run.defense)].append(run)
     return groups
 
 
@@ -53,9 +54,9 @@ def results_table(report: EvalReport) -> Table:
         protected = [r for r in runs if r.data == "protected"]
         for run in protected:
             ratio = f"{run.final_acc / clean.final_acc:.2f}" if clean and clean.final_acc else "—"
-            table.add_row(f"{radius * 255:g}/255", defense, run.name, clean_cell, _cell(run, n), ratio)
+            table.add_row(f"{radius:g}/255", defense, run.name, clean_cell, _cell(run, n), ratio)
         if not protected:
-            table.add_row(f"{radius * 255:g}/255", defense, "—", clean_cell, "—", "—")
+            table.add_row(f"{radius:g}/255", defense, "—", clean_cell, "—", "—")
     for name, q in report.imperceptibility.items():
         table.caption = (table.caption or "") + (
             f"{name}: L∞ max {q['linf_max']} levels, PSNR mean {q['psnr_mean']:.2f} dB (min {q['psnr_min']:.2f}), "
@@ -75,7 +76,7 @@ def result_warnings(report: EvalReport) -> list[str]:
     chance = 100 / max(1, classes)
     lines = []
     for (radius, defense), runs in _by_condition(report).items():
-        where = f"adv {radius * 255:g}/255, {defense}"
+        where = f"adv {radius:g}/255, {defense}"
         clean = next((r for r in runs if r.data == "clean"), None)
         if clean is None:
             continue
@@ -108,7 +109,7 @@ def plot_curves(report: EvalReport, path: Path) -> None:
         for run in runs:
             epochs = range(1, len(run.acc_per_epoch) + 1)
             ax.plot(epochs, run.acc_per_epoch, label=run.name, linestyle="-" if run.data == "clean" else "--")
-        ax.set_title(f"adv {radius * 255:g}/255, {defense}")
+        ax.set_title(f"adv {radius:g}/255, {defense}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy %")
         ax.set_ylim(0, 100)
