@@ -139,8 +139,8 @@ def test_sigterm_stops_protect_with_a_message_and_resumes(tmp_path: Path, tiny_w
         save(small("coffee", 16 + i), src / f"{i}.png")               # three sizes: three batches
     real_append = manifest.append_journal
 
-    def append_then_sigterm(path, records):
-        real_append(path, records)
+    def append_then_sigterm(path, records, *part):
+        real_append(path, records, *part)
         os.kill(os.getpid(), signal.SIGTERM)                        # after the first batch is kept
 
     monkeypatch.setattr(manifest, "append_journal", append_then_sigterm)

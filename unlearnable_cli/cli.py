@@ -68,11 +68,13 @@ def protect(
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help=f"Refuse images with more pixels, as possible decompression bombs (default {PROTECT.max_pixels:,}).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which folder was pushed towards which generator class.")] = False,
+    shard: Annotated[Optional[str], typer.Option(metavar="K/N", help="Do only part K of N, for schedulers that start independent processes (Slurm arrays, indexed Jobs); then a run without --shard writes the manifest. Under torchrun the processes split the work themselves (docs/distributed.md).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Add small, bounded noise to your images so that models trained on them learn less from them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from . import distributed
     from .config import protect_config
     from .folders import default_output_dir
     from .protect import protect_folder
@@ -91,27 +93,42 @@ def protect(
         err_console.print(f"[red]failed[/red] {root / rel}: {reason}", highlight=False, soft_wrap=True)
 
     kept = "finished images are saved, rerun the same command to do the rest"
+    part = distributed.launched()
     try:
         cfg.validate()
+        if shard is not None:
+            if part.talks:
+                raise ConfigError("--shard splits a run over independent processes, torchrun over ranks; use one")
+            part = distributed.parse_shard(shard)
         dev = resolve_device(device)
+        distributed.start(part, dev)
+        dev = distributed.local_device(dev)
         weights_path = resolve_weights(weights)
         model, card = load_generator(weights_path, dev)
         with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
                                               "images", TimeRemainingColumn(), console=err_console,
-                                              disable=quiet, transient=True) as bar:
+                                              disable=quiet or not part.leader, transient=True) as bar:
             task = bar.add_task("read", total=None)
 
             def progress(phase: str, n: float, total: int) -> None:
                 bar.update(task, description=phase, completed=n, total=total)
 
             summary = protect_folder(input_path, output_dir, model, card, cfg, dev, weights_path,
-                                     on_error=report_failure, progress=progress)
+                                     on_error=report_failure, progress=progress, shard=part)
     except KeyboardInterrupt as e:
         raise stopped(kept if not cfg.preview else "no previews were finished", isinstance(e, Terminated))
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
         raise os_failure(e, kept)
+    except RuntimeError as e:
+        if not part.talks:
+            raise
+        raise fail(distributed.lost_peer(part, e, kept))
+    finally:
+        distributed.stop()
+    if not part.leader:                   # rank 0 speaks for the whole job
+        return
     for w in summary.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     from .summary import class_lines, plain_summary, preview_summary
@@ -281,11 +298,13 @@ def train_generator_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a noise generator (surrogate classifier) on an image-folder data set."""
+    from . import distributed
     from .train import Interrupted, train_generator
 
     def lv(v: Optional[float]) -> Optional[float]:
         return None if v is None else levels(v)
 
+    part = distributed.launched()
     try:
         cfg = train_config(preset, method=method, arch=arch, width=width, stem_stride=stem_stride, steps=steps,
                            batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
@@ -298,15 +317,25 @@ def train_generator_cmd(
         from .models import MODELS
         if cfg.arch not in MODELS:
             raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
-        card = train_generator(data_dir, output, cfg, resolve_device(device), resume=resume,
+        dev = resolve_device(device)
+        distributed.start(part, dev)
+        card = train_generator(data_dir, output, cfg, distributed.local_device(dev), resume=resume,
                                show_progress=not quiet, export_only=export_checkpoint,
-                               overwrite=overwrite, dataset_name=dataset_name)
+                               overwrite=overwrite, dataset_name=dataset_name, shard=part)
     except Interrupted as e:
         raise stopped(str(e), e.signum == signal.SIGTERM)
     except DOMAIN_ERRORS as e:
         raise fail(str(e))
     except OSError as e:
         raise os_failure(e, "the last checkpoint is kept, rerun with --resume to continue")
+    except RuntimeError as e:
+        if not part.talks:
+            raise
+        raise fail(distributed.lost_peer(part, e, "the last checkpoint is kept, rerun with --resume to continue"))
+    finally:
+        distributed.stop()
+    if not part.leader:                   # rank 0 wrote the generator and speaks for the job
+        return
     from .summary import metric_lines
     console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
     for line in metric_lines(card.metrics):

@@ -23,6 +23,7 @@ import torch
 from . import __version__
 from .atomic import append_json_lines, atomic_path, read_json_lines
 from .config import ConfigError, NoiseConfig, ProtectConfig
+from .distributed import SINGLE, Shard
 from .weights import GeneratorCard
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 JOURNAL = ".manifest.journal.jsonl"
+#: The journal of part K of N of a sharded run (``--shard K/N``, or torchrun rank K-1):
+#: each part appends only to its own, so parts never write the same file.
+PART_JOURNAL = ".manifest.journal.part-{k}-of-{n}.jsonl"
 
 #: Settings that change how fast a run goes but not what an output promises or how
 #: strongly it protects, so a run may be resumed with other values (a smaller batch
@@ -87,43 +91,73 @@ def settings_differences(previous: dict[str, object] | None, current: dict[str, 
     return diffs
 
 
-def load(path: Path) -> tuple[dict[str, object] | None, dict[str, Record]]:
-    """A previous run's header (None if absent or unreadable) and its records by source
-    path, from the manifest and its journal, reading the manifest once.
+def journal_path(output_dir: Path, shard: Shard = SINGLE) -> Path:
+    """Where this process appends its finished records (one file per part of a sharded run)."""
+    if shard.single:
+        return output_dir / JOURNAL
+    return output_dir / PART_JOURNAL.format(k=shard.index + 1, n=shard.count)
+
+
+def journals(output_dir: Path) -> list[Path]:
+    """Every journal in ``output_dir``, oldest first (a newer record of an image wins)."""
+    found = [output_dir / JOURNAL, *output_dir.glob(PART_JOURNAL.format(k="*", n="*"))]
+    return sorted((p for p in found if p.is_file()), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def load(path: Path) -> tuple[list[dict[str, object]], dict[str, Record]]:
+    """The headers of previous runs (the manifest's and each part journal's) and their
+    records by source path, from the manifest and every journal beside it.
 
     Unreadable parts count as absent (those images are simply protected again); a
     journal line cut short by a crash is ignored.
     """
-    head: dict[str, object] | None = None
+    heads: list[dict[str, object]] = []
     records: dict[str, Record] = {}
     try:
         body = json.loads(path.read_text())
     except (OSError, ValueError):
         body = None
     try:
-        head = {k: body[k] for k in ("generator", "settings")}  # type: ignore[index]
+        heads.append({k: body[k] for k in ("generator", "settings")})  # type: ignore[index]
     except (KeyError, TypeError):
         pass
     try:
         records = {r["source"]: r for r in body["images"]}  # type: ignore[index]
     except (KeyError, TypeError):
         pass
-    for record in read_json_lines(path.parent / JOURNAL):
-        if isinstance(record.get("source"), str):
-            records[record["source"]] = record
-    return head, records
+    for journal in journals(path.parent):
+        for record in read_json_lines(journal):
+            if isinstance(record.get("header"), dict):
+                heads.append(record["header"])
+            elif isinstance(record.get("source"), str):
+                records[record["source"]] = record
+    return heads, records
 
 
-def append_journal(path: Path, records: list[Record]) -> None:
-    """Append finished records to the journal beside the manifest, durably."""
-    append_json_lines(path.parent / JOURNAL, records)
+def start_journal(output_dir: Path, head: dict[str, object], shard: Shard) -> None:
+    """Begin a part's journal with this run's header (a part writes no manifest; the
+    header is how the run that completes the manifest checks every part's settings)."""
+    path = journal_path(output_dir, shard)
+    if not path.is_file() or path.stat().st_size == 0:
+        append_json_lines(path, [{"header": {k: head[k] for k in ("generator", "settings")}}])
+
+
+def remove_journals(output_dir: Path) -> None:
+    """Drop every journal once the manifest holds their records."""
+    for journal in journals(output_dir):
+        journal.unlink(missing_ok=True)
+
+
+def append_journal(path: Path, records: list[Record], shard: Shard = SINGLE) -> None:
+    """Append finished records to this process's journal beside the manifest, durably."""
+    append_json_lines(journal_path(path.parent, shard), records)
 
 
 def write(path: Path, head: dict[str, object], records: dict[str, Record],
           failed: list[tuple[str, str]]) -> None:
-    """Write the manifest atomically, records sorted by source path."""
+    """Write the manifest atomically, records and failures sorted by source path."""
     body = dict(head, images=[records[k] for k in sorted(records)],
-                failed=[{"source": s, "reason": r} for s, r in failed])
+                failed=[{"source": s, "reason": r} for s, r in sorted(failed)])
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(body, indent=1))
 
@@ -134,25 +168,29 @@ def is_finished(record: Record | None, e: Entry, output_dir: Path) -> bool:
 
 
 def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, object],
-                     overwrite: bool) -> tuple[dict[str, Record], list[str]]:
+                     overwrite: bool, shard: Shard = SINGLE) -> tuple[dict[str, Record], list[str]]:
     """Records of images already protected into ``output_dir`` (none with ``overwrite``),
     and warnings.
 
     Raises :class:`ConfigError` when the folder holds outputs made with another
-    generator or other settings: skipping them would mix two protections under one
-    manifest.  Outputs whose class differs from this run's assignment (the folders'
-    contents changed) are kept, with a warning.
+    generator or other settings (per the manifest or any part's journal): skipping them
+    would mix two protections under one manifest.  Outputs whose class differs from this
+    run's assignment (the folders' contents changed) are kept, with a warning.  With
+    ``overwrite`` a single process discards every journal, a part only its own.
     """
     path = output_dir / MANIFEST
     if overwrite:
-        (output_dir / JOURNAL).unlink(missing_ok=True)
+        if shard.single:
+            remove_journals(output_dir)
+        else:
+            journal_path(output_dir, shard).unlink(missing_ok=True)
         return {}, []
     by_rel = {e.rel: e for e in entries}
     previous, records = load(path)
     records = {k: v for k, v in records.items() if k in by_rel}
     finished = [k for k, r in records.items() if is_finished(r, by_rel[k], output_dir)]   # what this run skips
     made = [k for k, r in records.items() if (output_dir / str(r.get("output"))).is_file()]   # under any name
-    diffs = settings_differences(previous, header)
+    diffs = sorted({d for head in previous for d in settings_differences(head, header)})
     if made and diffs:
         raise ConfigError(f"{output_dir}: holds {len(made)} image(s) protected with another generator or "
                           f"other settings ({'; '.join(diffs)}); rerun with the same ones to resume, "

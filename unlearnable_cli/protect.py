@@ -9,6 +9,11 @@ its manifest record after every batch, and rewrite the manifest now and then
 (:mod:`manifest`).  Batches are formed over *all* readable images, so a resumed run
 computes exactly the batches (and bytes) of an uninterrupted one; a rerun into a folder
 made with another generator or other settings is refused rather than mixed.
+
+In several processes (:mod:`distributed`) batch ``i`` is done by part ``i mod N``: a
+batch's noise depends only on its files, so the bytes equal a one-process run's.
+Under torchrun the ranks also split the reading and rank 0 writes the manifest; with
+``--shard K/N`` each part keeps its own journal and a final plain run writes it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 from . import labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
 from .budget import level_map
+from .distributed import SINGLE, Shard, gather_json
 from .folders import check_folders, find_inputs, output_names, prepare_output
 from .imageio import DecodedImage, ImageReadError, read_image, write_image
 from .manifest import is_finished, previous_records
@@ -37,6 +43,11 @@ from .weights import GeneratorCard, model_digest
 #: The full manifest is rewritten at most this often (and at the end); in between,
 #: finished records go to the journal (:mod:`manifest`).
 MANIFEST_INTERVAL_S = 30.0
+
+#: Files read together while scanning; their thumbnails go through the generator as one
+#: batch.  Chunks are cut from the file list, so any number of processes computes the
+#: same log-probabilities (and labels) as one.
+SCAN_CHUNK = 256
 
 #: ``progress(phase, done, total)``: phase ``"read"`` (decoding for labels) or ``"protect"``.
 Progress = Callable[[str, float, int], None]
@@ -76,6 +87,7 @@ class ProtectSummary:
     bytes_out: int = 0                 # their outputs
     manifest_written: bool = False
     previews: list[Path] = field(default_factory=list)
+    part: str = ""                     # "2/3" when this was one part of a --shard run
 
     @property
     def manifest(self) -> Path:
@@ -137,39 +149,71 @@ def _to_tensor(img: DecodedImage) -> torch.Tensor:
 
 
 def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
-         on_error: Callable[[str, str], None], chunk: int = 256,
-         progress: Callable[[int], None] = lambda n: None) -> tuple[list[Entry], list[str]]:
+         on_error: Callable[[str, str], None], shard: Shard = SINGLE, chunk: int = SCAN_CHUNK,
+         progress: Callable[[int], None] = lambda n: None,
+         on_remote_error: Callable[[str, str], None] = lambda rel, reason: None) -> tuple[list[Entry], list[str]]:
     """Decode every image once: record shape and alpha, assign labels, note the loss before.
 
-    Thumbnails go through the generator in chunks (batched, bounded memory).
+    Files are read in chunks of ``chunk``, whose thumbnails go through the generator
+    together (batched, bounded memory).  Under torchrun each rank reads the chunks it
+    owns and the ranks exchange what they found (``on_remote_error`` hears of the files
+    another rank could not read), so every rank ends with the same entries and labels.
     Returns the readable entries and the labelling warnings.
     """
-    ok: list[Entry] = []
-    thumbs: list[torch.Tensor] = []
-    log_probs: list[torch.Tensor] = []
-    for n, e in enumerate(entries):
-        progress(n)
-        try:
-            img = read_image(e.source, cfg.max_pixels)
-        except ImageReadError as err:
-            on_error(e.rel, err.reason)
+    found: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]] = {}
+    failures: list[tuple[int, str]] = []
+    read = 0
+    for c, start in enumerate(range(0, len(entries), chunk)):
+        if shard.talks and not shard.owns(c):
             continue
-        e.shape, e.has_alpha = img.pixels.shape, img.alpha is not None
-        x = _to_tensor(img)[None].to(protector.device).float() / 255
-        thumbs.append(protector.thumbnails(x.expand(-1, 3, -1, -1)))
-        if len(thumbs) == chunk:
-            log_probs.append(protector.log_probs(torch.cat(thumbs)))
-            thumbs.clear()
+        thumbs, readable = [], []
+        for i in range(start, min(start + chunk, len(entries))):
+            progress(read)
+            read += 1
+            try:
+                img = read_image(entries[i].source, cfg.max_pixels)
+            except ImageReadError as err:
+                on_error(entries[i].rel, err.reason)
+                failures.append((i, err.reason))
+                continue
+            x = _to_tensor(img)[None].to(protector.device).float() / 255
+            thumbs.append(protector.thumbnails(x.expand(-1, 3, -1, -1)))
+            readable.append((i, img.pixels.shape, img.alpha is not None))
+        if thumbs:
+            lp = protector.log_probs(torch.cat(thumbs))
+            found.update({i: (shape, alpha, lp[j]) for j, (i, shape, alpha) in enumerate(readable)})
+    if shard.talks:
+        found, failures = _exchange(found, failures, entries, on_remote_error)
+    ok = []
+    for i in sorted(found):
+        e = entries[i]
+        e.shape, e.has_alpha = found[i][0], found[i][1]
         ok.append(e)
     if not ok:
         return ok, []
-    if thumbs:
-        log_probs.append(protector.log_probs(torch.cat(thumbs)))
-    lp = torch.cat(log_probs)
+    lp = torch.stack([found[i][2] for i in sorted(found)])
     assignment = labelling.assign_labels(cfg.labels, lp.exp(), [e.group for e in ok], protector.card.class_names)
     for i, (e, label) in enumerate(zip(ok, assignment.labels)):
         e.label, e.loss_before = label, -lp[i, label].item()
     return ok, assignment.warnings
+
+
+def _exchange(found: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]], failures: list[tuple[int, str]],
+              entries: list[Entry], on_remote_error: Callable[[str, str], None]
+              ) -> tuple[dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]], list[tuple[int, str]]]:
+    """Every rank's scan results on every rank (log-probabilities travel as exact float32 values)."""
+    mine = {"found": [[i, list(shape), alpha, row.tolist()] for i, (shape, alpha, row) in found.items()],
+            "failed": failures}
+    merged: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]] = {}
+    all_failures: list[tuple[int, str]] = []
+    for part in gather_json(mine):
+        for i, shape, alpha, row in part["found"]:  # type: ignore[index]
+            merged[i] = (tuple(shape), alpha, torch.tensor(row, dtype=torch.float32))
+        for i, reason in part["failed"]:  # type: ignore[index]
+            if (i, reason) not in failures:
+                on_remote_error(entries[i].rel, reason)
+            all_failures.append((i, reason))
+    return merged, all_failures
 
 
 def make_batches(entries: list[Entry], cfg: ProtectConfig) -> list[list[Entry]]:
@@ -198,7 +242,8 @@ def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: tor
 def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
                    cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
                    on_error: Callable[[str, str], None] = lambda rel, reason: None,
-                   progress: Progress = lambda phase, done, total: None) -> ProtectSummary:
+                   progress: Progress = lambda phase, done, total: None,
+                   shard: Shard = SINGLE) -> ProtectSummary:
     """Protect every image under ``input_dir`` (a folder, or one image file) into
     ``output_dir``; see the module docstring.
 
@@ -206,10 +251,13 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     total)`` while images are read (``"read"``) and as noise steps finish
     (``"protect"``; ``n`` counts images, fractionally within a batch).  With
     ``cfg.preview`` only that many images are protected and written as side-by-side
-    sheets (:mod:`preview`), with no manifest.
+    sheets (:mod:`preview`), with no manifest.  ``shard``: this process's part of a
+    run in several processes (:mod:`distributed`).
     """
     start = time.perf_counter()
     cfg.validate()
+    if cfg.preview and not shard.single:
+        raise ConfigError("--preview runs in one process; drop --shard or torchrun")
     try:
         labelling.validate_mode(cfg.labels, card.class_names)
     except ValueError as e:
@@ -224,7 +272,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
             labelling.classes_by_name([e.group for e in entries], card.class_names)
         except labelling.LabelError as e:
             raise ConfigError(f"{input_dir}: {e}") from e
-    summary = ProtectSummary(output_dir)
+    summary = ProtectSummary(output_dir, part="" if shard.single or shard.talks else f"{shard.index + 1}/{shard.count}")
     if cfg.steps * cfg.alpha < cfg.radius:
         summary.warnings.append(f"--steps {cfg.steps} x --step-size {cfg.alpha * 255:g} levels cannot carry the "
                                 f"noise across its bound of {cfg.radius_levels}: much of it stays random")
@@ -234,10 +282,12 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         on_error(rel, reason)
 
     protector = Protector(model, card, cfg, device)
-    entries, label_warnings = scan(entries, protector, cfg, failed,
-                                   progress=lambda n: progress("read", n, len(files)))
+    entries, label_warnings = scan(entries, protector, cfg, failed, shard,
+                                   progress=lambda n: progress("read", n, len(files)),
+                                   on_remote_error=lambda rel, reason: summary.failed.append((rel, reason)))
     summary.warnings += label_warnings + passed_over
     summary.classes = {e.group: card.class_names[e.label] for e in entries}
+    scan_failures = len(summary.failed)   # the same on every rank; later ones are this process's own
     if not entries:                       # nothing readable: create nothing
         summary.seconds = time.perf_counter() - start
         return summary
@@ -251,18 +301,23 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     manifest_path = output_dir / manifest.MANIFEST
     header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
                              protector.noise_config, cfg, device)
-    records, warnings = previous_records(output_dir, entries, header, cfg.overwrite)
+    records, warnings = previous_records(output_dir, entries, header, cfg.overwrite, shard)
     summary.warnings += warnings
 
     def done(e: Entry) -> bool:
         return not cfg.overwrite and is_finished(records.get(e.rel), e, output_dir)
 
-    manifest.write(manifest_path, header, records, summary.failed)   # a crash leaves this run's header
-    batches = make_batches(entries, cfg)
-    pending_total = sum(not done(e) for e in entries)
-    summary.skipped = len(entries) - pending_total
+    if shard.single:
+        manifest.write(manifest_path, header, records, summary.failed)   # a crash leaves this run's header
+    else:
+        manifest.start_journal(output_dir, header, shard)                # a part's header goes in its journal
+    batches = [b for i, b in enumerate(make_batches(entries, cfg)) if shard.owns(i)]
+    mine = [e for b in batches for e in b]
+    pending_total = sum(not done(e) for e in mine)
+    summary.skipped = len(mine) - pending_total
     progress("protect", 0, pending_total)
     written = 0
+    new_rels: list[str] = []
     last_manifest = time.perf_counter()
     for batch in batches:
         todo = [e for e in batch if not done(e)]
@@ -289,23 +344,42 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
                 continue
             records[e.rel] = image_record(e, card, out[i], x_u8[i], after[i].item())
             finished.append(records[e.rel])
+            new_rels.append(e.rel)
             summary.processed += 1
         written += len(todo)
-        manifest.append_journal(manifest_path, finished)
-        if time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
+        manifest.append_journal(manifest_path, finished, shard)
+        if shard.single and time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
             manifest.write(manifest_path, header, records, summary.failed)
             last_manifest = time.perf_counter()
         progress("protect", written, pending_total)
-    manifest.write(manifest_path, header, records, summary.failed)
-    (output_dir / manifest.JOURNAL).unlink(missing_ok=True)
-    summary.manifest_written = True
-    new = [records[e.rel] for e in entries if e.rel in records]
+    if shard.talks:
+        mine = entries                     # rank 0 reports on (and records) the whole job
+        _collect_ranks(records, summary, new_rels, scan_failures)
+    if shard.leader and not summary.part:
+        manifest.write(manifest_path, header, records, summary.failed)
+        manifest.remove_journals(output_dir)
+        summary.manifest_written = True
+    new = [records[e.rel] for e in mine if e.rel in records]
     summary.psnr = [r["psnr"] for r in new if r["psnr"] is not None]  # type: ignore[misc]
     summary.worst_linf = max((int(r["linf"]) for r in new), default=0)  # type: ignore[arg-type]
-    summary.bytes_in = sum(e.source.stat().st_size for e in entries if e.rel in records)
+    summary.bytes_in = sum(e.source.stat().st_size for e in mine if e.rel in records)
     summary.bytes_out = sum((output_dir / str(r["output"])).stat().st_size for r in new)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _collect_ranks(records: dict[str, manifest.Record], summary: ProtectSummary, new_rels: list[str],
+                   scan_failures: int) -> None:
+    """Under torchrun: every rank's new records, counts and later failures into this
+    rank's ``records`` and ``summary`` (the first ``scan_failures`` were exchanged by :func:`scan`)."""
+    mine = {"records": [records[rel] for rel in new_rels], "processed": summary.processed,
+            "skipped": summary.skipped, "failed": summary.failed[scan_failures:]}
+    parts = gather_json(mine)
+    summary.processed = sum(int(p["processed"]) for p in parts)  # type: ignore[index]
+    summary.skipped = sum(int(p["skipped"]) for p in parts)  # type: ignore[index]
+    for p in parts:
+        records.update({str(r["source"]): r for r in p["records"]})  # type: ignore[index]
+    summary.failed = summary.failed[:scan_failures] + [tuple(f) for p in parts for f in p["failed"]]  # type: ignore[misc]
 
 
 def batch_generator(cfg: ProtectConfig, batch: list[Entry]) -> torch.Generator:

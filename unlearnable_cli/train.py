@@ -11,6 +11,12 @@ whole training set; stop when accuracy on x + δ exceeds ``em_stop_accuracy``.
 
 All randomness of step s is derived from (seed, s), and checkpoints hold model,
 optimizer, (EM) noise and the step, so ``--resume`` reproduces an uninterrupted run.
+
+Under torchrun (SEM / REM) every rank takes its share of each step's global
+minibatch, computes δᵘ and δᵃ for it with its own stream (seed, s, rank, ranks), and
+DistributedDataParallel averages the gradients; BatchNorm uses each rank's own batch
+statistics and rank 0's running averages.  Rank 0 writes checkpoints, the log and the
+weights (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__, checkpoints, seeding, transforms
+from . import __version__, checkpoints, distributed, seeding, transforms
 from .attacks import PGD
 from .checkpoints import RunPaths, check_previous_run, default_dataset_name, stop_requests
 from .config import ConfigError, Method, TrainConfig
 from .data import ImageFolderData, load_image_folder, to_device
+from .distributed import SINGLE, Shard
 from .metrics import accuracy
 from .models import CIFAR_MEAN, CIFAR_STD
 from .noise import ErrorMinimizingNoise
@@ -71,9 +78,16 @@ class Trainer:
     """One generator training run; ``run()`` returns the card of the saved generator."""
 
     def __init__(self, data: ImageFolderData, paths: RunPaths, cfg: TrainConfig,
-                 device: torch.device, dataset_name: str = "", show_progress: bool = True) -> None:
-        self.cfg, self.device, self.paths = cfg, device, paths
-        self.show_progress = show_progress
+                 device: torch.device, dataset_name: str = "", show_progress: bool = True,
+                 shard: Shard = SINGLE) -> None:
+        self.cfg, self.device, self.paths, self.shard = cfg, device, paths, shard
+        self.show_progress = show_progress and shard.leader
+        if shard.talks and cfg.method is Method.EM:
+            raise ConfigError("EM trains in one process (its noise of the whole training set is updated "
+                              "between SGD steps); run it without torchrun, or use --method sem / rem")
+        if shard.talks and cfg.batch_size % shard.count:
+            raise ConfigError(f"--batch-size {cfg.batch_size} is the global minibatch; under torchrun it must "
+                              f"split evenly over the {shard.count} processes")
         self.dataset_digest = data.digest()
         self.dataset_name = dataset_name or default_dataset_name(data.root)
         self.train, self.val = data.split(cfg.val_fraction, cfg.seed)
@@ -90,6 +104,13 @@ class Trainer:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.engine = ErrorMinimizingNoise(self.model, noise_cfg, (cfg.image_size, cfg.image_size))
+        # Only the SGD step goes through DDP (it averages the gradients); the noise and
+        # PGD take input gradients of the plain module, which DDP does not see.
+        self.trained: torch.nn.Module = self.model
+        if shard.talks:
+            from torch.nn.parallel import DistributedDataParallel
+            self.trained = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.attack = PGD(self.model, cfg.adv_radius, cfg.adv_step_size, cfg.adv_steps)
         self.step = 0
         self.elapsed = 0.0
@@ -142,6 +163,8 @@ class Trainer:
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
+        if not self.shard.leader:
+            return
         extra = {"em.noise": self.em_noise} if self.cfg.method is Method.EM else {}
         checkpoints.save(self.paths.checkpoint, self.model, self.opt, extra,
                          step=self.step, elapsed=self.elapsed, fingerprint=self._config_fingerprint())
@@ -150,11 +173,12 @@ class Trainer:
         state = checkpoints.load(self.paths.checkpoint, self.model, self.opt, self._config_fingerprint())
         self.em_noise = state.extra.get("em.noise", self.em_noise)
         self.step, self.elapsed = state.step, state.elapsed
-        if truncate_log:
+        if truncate_log and self.shard.leader:
             checkpoints.truncate_log(self.paths.log, self.step)
 
     def _log(self, record: dict[str, object]) -> None:
-        checkpoints.append_log(self.paths.log, record)
+        if self.shard.leader:
+            checkpoints.append_log(self.paths.log, record)
 
     # ----------------------------------------------------------------- steps
     def _update(self, inputs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -162,17 +186,26 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
         self.model.train()
-        logits = self.model(inputs)
+        logits = self.trained(inputs)
         loss = F.cross_entropy(logits, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+        figures = [loss.item(), (logits.argmax(1) == y).float().mean().item()]
+        if self.shard.talks:              # the job's figures, not this rank's share
+            figures = distributed.mean_over_ranks(figures)
+            # The noise of the next step runs in eval mode on BatchNorm's running averages:
+            # every rank takes rank 0's, so rank 0's checkpoint is the whole job's state.
+            distributed.broadcast_buffers(self.model)
+        return figures[0], figures[1]
 
     def sem_step(self) -> tuple[float, float]:
         """Algorithm 1, lines 2-12 (REM differs only inside the noise engine)."""
         g = seeding.generator(self.cfg.seed, "step", self.step)
         idx = batch_indices(len(self.train), self.cfg, self.step)
+        if self.shard.talks:              # this rank's share of the global minibatch, its own draws
+            g = seeding.generator(self.cfg.seed, "step", self.step, "rank", self.shard.index, self.shard.count)
+            idx = idx[self.shard.index::self.shard.count]
         x = to_device(self.train.images[idx], self.device)
         y = self.train.labels[idx].to(self.device)
         delta = self.engine(x, y, g)
@@ -217,7 +250,7 @@ class Trainer:
             return self.finish(log=False)
         if resume and self.paths.checkpoint.exists():
             self.load_checkpoint()
-        elif self.paths.log.exists():
+        elif self.paths.log.exists() and self.shard.leader:
             self.paths.log.unlink()
         cfg = self.cfg
         columns = [TextColumn("[bold]{task.description}"), BarColumn(),
@@ -244,12 +277,16 @@ class Trainer:
                 bar.update(task, completed=self.step, status=f"loss {loss:.3f} acc {acc:.1%}")
                 if cfg.method is Method.EM or self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.shard.talks:      # every rank stops at the same step when any was asked to
+                    flag["stop"] = distributed.any_rank(flag["stop"])
                 if flag["stop"]:
                     self.save_checkpoint()
                     raise Interrupted(f"at step {self.step}; checkpoint saved to "
                                       f"{self.paths.checkpoint}; rerun with --resume to continue",
                                       flag["stop"])
             self.save_checkpoint()
+        if not self.shard.leader:         # rank 0 measures and writes the generator
+            return self._card_skeleton()
         return self.finish()
 
     def finish(self, log: bool = True) -> GeneratorCard:
@@ -278,7 +315,8 @@ class Trainer:
                         "train_images": len(self.train), "val_images": len(self.val)}
         card.metrics = metrics
         card.provenance = {"wall_time_s": round(self.elapsed + time.perf_counter() - start, 1),
-                           "device": str(self.device), "torch": torch.__version__,
+                           "device": str(self.device), "processes": self.shard.count,
+                           "torch": torch.__version__,
                            "package_version": __version__,
                            **({"init": {"path": self.cfg.init, "sha256": self.init_digest}} if self.cfg.init else {}),
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -290,13 +328,15 @@ class Trainer:
 
 def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torch.device,
                     resume: bool = False, show_progress: bool = True, export_only: bool = False,
-                    overwrite: bool = False, dataset_name: str | None = None) -> GeneratorCard:
+                    overwrite: bool = False, dataset_name: str | None = None,
+                    shard: Shard = SINGLE) -> GeneratorCard:
     """Train a generator on an image-folder data set and save it to ``output`` (.safetensors).
 
     ``export_only``: write weights from ``output``'s checkpoint without training further.
     An existing ``output`` or checkpoint is never discarded without ``overwrite``
     (:func:`check_previous_run`).  ``dataset_name`` goes into the card (default
-    ``parent/folder`` of ``data_dir``).
+    ``parent/folder`` of ``data_dir``).  ``shard``: this rank of a torchrun job (the
+    process group already started).
     """
     output = Path(output)
     if output.suffix != ".safetensors":
@@ -313,7 +353,10 @@ def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torc
     paths = RunPaths(output)
     check_previous_run(paths, cfg, resume, overwrite, export_only)
     data = load_image_folder(Path(data_dir), cfg.image_size, cfg.per_class)
-    trainer = Trainer(data, paths, cfg, device, dataset_name or default_dataset_name(data_dir), show_progress)
-    if overwrite and not export_only and not resume:
+    if export_only and shard.talks:
+        raise ConfigError("--export-only writes one file; run it without torchrun")
+    trainer = Trainer(data, paths, cfg, device, dataset_name or default_dataset_name(data_dir), show_progress,
+                      shard)
+    if overwrite and not export_only and not resume and shard.leader:
         paths.checkpoint.unlink(missing_ok=True)     # asked to start over: the old run is discarded
     return trainer.run(resume=resume, export_only=export_only)

@@ -1,0 +1,36 @@
+"""A torchrun entry point for tests: the ``unlearnable`` CLI, with one rank made to die.
+
+``UNLEARNABLE_TEST_DIE_RANK`` / ``UNLEARNABLE_TEST_DIE_STEP``: that rank ends abruptly
+(``os._exit``, as a killed process would) when it starts that training step or that
+protect batch.  The fault lives here, in the tests, not in the package.
+"""
+
+from __future__ import annotations
+
+import os
+
+from unlearnable_cli import protect, train
+from unlearnable_cli.cli import app
+
+DIE_RANK = int(os.environ.get("UNLEARNABLE_TEST_DIE_RANK", "-1"))
+DIE_AT = int(os.environ.get("UNLEARNABLE_TEST_DIE_STEP", "-1"))
+
+if int(os.environ.get("RANK", "0")) == DIE_RANK:
+    real_step, real_protect = train.Trainer.sem_step, protect.Protector.protect
+    calls = {"batches": 0}
+
+    def sem_step(self):  # type: ignore[no-untyped-def]
+        if self.step == DIE_AT:
+            os._exit(9)
+        return real_step(self)
+
+    def protect_batch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if calls["batches"] == DIE_AT:
+            os._exit(9)
+        calls["batches"] += 1
+        return real_protect(self, *args, **kwargs)
+
+    train.Trainer.sem_step = sem_step  # type: ignore[method-assign]
+    protect.Protector.protect = protect_batch  # type: ignore[method-assign]
+
+app(prog_name="unlearnable")
