@@ -77,8 +77,8 @@ def protect(
     from . import distributed
     from .config import protect_config
     from .folders import default_output_dir
-    from .protect import protect_folder
-    from .weights import load_generator, resolve_weights
+    from .protect import check_options, protect_folder
+    from .weights import load_generator_file, resolve_weights
 
     cfg = protect_config(radius=None if radius is None else levels(radius), steps=steps,
                          step_size=None if step_size is None else levels(step_size), eot_samples=eot_samples,
@@ -104,7 +104,10 @@ def protect(
         distributed.start(part, dev)
         dev = distributed.local_device(dev)
         weights_path = resolve_weights(weights)
-        model, card = load_generator(weights_path, dev)
+        generator = load_generator_file(weights_path, dev)
+        given = {"--steps": steps, "--step-size": step_size, "--eot-samples": eot_samples,
+                 "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale}
+        check_options(generator.card, [k for k, v in given.items() if v is not None], weights_path)
         with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
                                               "images", TimeRemainingColumn(), console=err_console,
                                               disable=quiet or not part.leader, transient=True) as bar:
@@ -113,8 +116,9 @@ def protect(
             def progress(phase: str, n: float, total: int) -> None:
                 bar.update(task, description=phase, completed=n, total=total)
 
-            summary = protect_folder(input_path, output_dir, model, card, cfg, dev, weights_path,
-                                     on_error=report_failure, progress=progress, shard=part)
+            summary = protect_folder(input_path, output_dir, generator.model, generator.card, cfg, dev,
+                                     weights_path, on_error=report_failure, progress=progress, shard=part,
+                                     extras=generator.extras)
     except KeyboardInterrupt as e:
         raise stopped(kept if not cfg.preview else "no previews were finished", isinstance(e, Terminated))
     except DOMAIN_ERRORS as e:
@@ -290,6 +294,7 @@ def train_generator_cmd(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for every random draw (default 0).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
+    class_wise: Annotated[bool, typer.Option(help="EM only: one noise pattern per class instead of one per image (the cheapest protection; protect adds the pattern, no optimization).")] = False,
     device: DeviceOpt = Device.AUTO,
     dataset_name: Annotated[Optional[str], typer.Option(help="Name of the training data for the card (default: parent/folder of DATA_DIR, e.g. cifar10/train).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
@@ -313,7 +318,7 @@ def train_generator_cmd(
                            adv_steps=adv_steps, random_radius=lv(random_radius),
                            image_size=image_size, val_fraction=val_fraction, per_class=per_class,
                            checkpoint_every=checkpoint_every, seed=seed,
-                           init=None if init is None else str(init))
+                           init=None if init is None else str(init), class_wise=class_wise or None)
         from .models import MODELS
         if cfg.arch not in MODELS:
             raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")

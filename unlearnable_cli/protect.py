@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import labels as labelling, manifest, seeding, transforms
+from . import classwise, labels as labelling, manifest, seeding, transforms
 from .config import ConfigError, ProtectConfig
 from .budget import level_map
 from .distributed import SINGLE, Shard, gather_json
@@ -38,7 +38,10 @@ from .manifest import is_finished, previous_records
 from .metrics import psnr
 from .preview import preview_sheet, spread
 from .noise import ErrorMinimizingNoise
-from .weights import GeneratorCard, model_digest
+from .weights import GeneratorCard, state_tensors, tensors_digest
+
+#: protect options that shape an optimization, which a class-wise generator does not run.
+NOISE_OPTIONS = ("--steps", "--step-size", "--eot-samples", "--random-radius", "--eot-grayscale", "--eot-scale")
 
 #: The full manifest is rewritten at most this often (and at the end); in between,
 #: finished records go to the journal (:mod:`manifest`).
@@ -102,14 +105,40 @@ def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor
     return torch.minimum(torch.maximum(moved, base - levels), base + levels).clamp(0, 255).to(torch.uint8)
 
 
+def is_class_wise(card: GeneratorCard) -> bool:
+    """Whether the generator carries one fixed pattern per class (class-wise EM) instead of
+    having its noise optimized per image."""
+    return bool(card.hyperparameters.get("class_wise"))
+
+
+def check_options(card: GeneratorCard, given: list[str], path: Path | None = None) -> None:
+    """Refuse optimization options (``given``: the ones a person set) for a class-wise generator."""
+    unused = [o for o in given if o in NOISE_OPTIONS]
+    if is_class_wise(card) and unused:
+        raise ConfigError(f"{path or 'the generator'}: a class-wise EM generator adds its class's fixed pattern, "
+                          f"with no optimization; {', '.join(unused)} do not apply to it")
+
+
 class Protector:
     """Noise computation for batches of same-shape images against one generator."""
 
     def __init__(self, model: nn.Module, card: GeneratorCard, cfg: ProtectConfig,
-                 device: torch.device) -> None:
+                 device: torch.device, extras: dict[str, torch.Tensor] | None = None) -> None:
         self.model, self.card, self.cfg, self.device = model, card, cfg, device
         self.noise_config = cfg.noise_config(card)
         self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size))
+        self.extras = extras or {}
+        self.patterns = None
+        if is_class_wise(card):
+            if classwise.PATTERNS not in self.extras:
+                raise ConfigError("this class-wise EM generator holds no patterns (tensor "
+                                  f"{classwise.PATTERNS!r} is missing)")
+            self.patterns = self.extras[classwise.PATTERNS].to(device).float()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the generator's tensors (model and extras), as its file records it."""
+        return tensors_digest({**state_tensors(self.model), **{k: v.cpu() for k, v in self.extras.items()}})
 
     def thumbnails(self, images: torch.Tensor) -> torch.Tensor:
         """Deterministic full-frame resize of (B, 3, H, W) [0, 1] images to the generator input."""
@@ -137,7 +166,12 @@ class Protector:
         labels = labels.to(self.device)
         levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
         radius = levels / 255 if isinstance(levels, torch.Tensor) else None
-        delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
+        if self.patterns is not None:         # class-wise: the class's pattern, resized; nothing to optimize
+            delta = classwise.apply_patterns(self.patterns, labels, tuple(x.shape[-2:]), gray)
+            if on_step:
+                on_step(1, 1)
+        else:
+            delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
         out = quantize(x_u8.to(self.device), delta, levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
@@ -243,7 +277,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
                    cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
                    on_error: Callable[[str, str], None] = lambda rel, reason: None,
                    progress: Progress = lambda phase, done, total: None,
-                   shard: Shard = SINGLE) -> ProtectSummary:
+                   shard: Shard = SINGLE, extras: dict[str, torch.Tensor] | None = None) -> ProtectSummary:
     """Protect every image under ``input_dir`` (a folder, or one image file) into
     ``output_dir``; see the module docstring.
 
@@ -252,7 +286,8 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     (``"protect"``; ``n`` counts images, fractionally within a batch).  With
     ``cfg.preview`` only that many images are protected and written as side-by-side
     sheets (:mod:`preview`), with no manifest.  ``shard``: this process's part of a
-    run in several processes (:mod:`distributed`).
+    run in several processes (:mod:`distributed`).  ``extras``: the generator file's
+    method tensors (class-wise EM's patterns).
     """
     start = time.perf_counter()
     cfg.validate()
@@ -281,7 +316,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         summary.failed.append((rel, reason))
         on_error(rel, reason)
 
-    protector = Protector(model, card, cfg, device)
+    protector = Protector(model, card, cfg, device, extras)
     entries, label_warnings = scan(entries, protector, cfg, failed, shard,
                                    progress=lambda n: progress("read", n, len(files)),
                                    on_remote_error=lambda rel, reason: summary.failed.append((rel, reason)))
@@ -299,7 +334,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         summary.seconds = time.perf_counter() - start
         return summary
     manifest_path = output_dir / manifest.MANIFEST
-    header = manifest.header(input_dir, output_dir, weights_path, card, model_digest(model),
+    header = manifest.header(input_dir, output_dir, weights_path, card, protector.digest,
                              protector.noise_config, cfg, device)
     records, warnings = previous_records(output_dir, entries, header, cfg.overwrite, shard)
     summary.warnings += warnings

@@ -102,7 +102,8 @@ def card_rows(card: GeneratorCard) -> list[tuple[str, str]]:
     h = card.hyperparameters
     return [
         ("architecture", f"{card.arch} {card.arch_kwargs}"),
-        ("method", card.method),
+        ("method", card.method + (" class-wise: one fixed pattern per class, added by protect without optimization"
+                                  if h.get("class_wise") else "")),
         ("classes", f"{card.num_classes}: {', '.join(card.class_names)}"),
         ("input size", f"{card.input_size[0]}x{card.input_size[1]}, values in {list(card.value_range)}"),
         ("radii (levels/255)", ", ".join(f"{k} {h[k] * 255:g}" for k in

@@ -5,9 +5,10 @@ SEM / REM, per step (minibatch x, y):
      (t_j, δʳ_j)); SEM draws δʳ uniformly, REM by PGD maximization;
   2. t ~ T, δᵃ = PGD(t(x + δᵘ)) maximizing within ρ_a (K_a steps, random start);
   3. one SGD step on f(t(x + δᵘ) + δᵃ) in train mode.
-EM (Huang et al.'s min-min bi-level loop): a persistent noise per training image;
-rounds of ``em_train_steps`` SGD steps on x + δ followed by a noise update of the
-whole training set; stop when accuracy on x + δ exceeds ``em_stop_accuracy``.
+EM (Huang et al.'s min-min bi-level loop): a persistent noise per training image
+(or, ``class_wise``, one pattern per class: :mod:`classwise`); rounds of
+``em_train_steps`` SGD steps on x + δ followed by a noise update of the whole training
+set; stop when accuracy on x + δ exceeds ``em_stop_accuracy``.
 
 All randomness of step s is derived from (seed, s), and checkpoints hold model,
 optimizer, (EM) noise and the step, so ``--resume`` reproduces an uninterrupted run.
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__, checkpoints, distributed, seeding, transforms
+from . import __version__, checkpoints, classwise, distributed, seeding, transforms
 from .attacks import PGD
 from .checkpoints import RunPaths, check_previous_run, default_dataset_name, stop_requests
 from .config import ConfigError, Method, TrainConfig
@@ -115,7 +116,10 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.em_noise = torch.zeros(0)
-        if cfg.method is Method.EM:
+        if cfg.method is Method.EM and cfg.class_wise:
+            self.em_noise = classwise.initial_patterns(len(self.class_names), (cfg.image_size, cfg.image_size),
+                                                       cfg.radius, seeding.generator(cfg.seed, "em-init"))
+        elif cfg.method is Method.EM:
             g = seeding.generator(cfg.seed, "em-init")
             u = torch.rand(self.train.images.shape, generator=g)
             self.em_noise = (2 * u - 1) * cfg.radius
@@ -155,11 +159,13 @@ class Trainer:
     def _config_fingerprint(self) -> str:
         d = self.cfg.to_dict()
         d.pop("checkpoint_every"), d.pop("log_every")
-        # checkpoints written before --init and --stem-stride existed still resume
+        # checkpoints written before --init, --stem-stride and --class-wise existed still resume
         if d["init"] is None:
             d.pop("init")
         if d["stem_stride"] == 1:
             d.pop("stem_stride")
+        if not d["class_wise"]:
+            d.pop("class_wise")
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
@@ -214,6 +220,10 @@ class Trainer:
         xt = transforms.apply(x + delta, params)
         return self._update(self.attack(xt, y, g), y)
 
+    def em_noise_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """The current EM noise of training images ``idx`` (their class's pattern when class-wise)."""
+        return self.em_noise[self.train.labels[idx]] if self.cfg.class_wise else self.em_noise[idx]
+
     def em_round(self) -> tuple[float, float]:
         """EM: ``em_train_steps`` updates on x + δ, then one noise pass over the training set."""
         loss = acc = 0.0
@@ -222,8 +232,16 @@ class Trainer:
                 break
             idx = batch_indices(len(self.train), self.cfg, self.step)
             x = to_device(self.train.images[idx], self.device)
-            loss, acc = self._update(x + self.em_noise[idx].to(x), self.train.labels[idx].to(self.device))
+            inputs = x + self.em_noise_of(idx).to(x)
+            if self.cfg.class_wise:       # a shared pattern can leave [0, 1]; protect's output is clipped too
+                inputs = inputs.clamp(0, 1)
+            loss, acc = self._update(inputs, self.train.labels[idx].to(self.device))
             self.step += 1
+        if self.cfg.class_wise:
+            self.em_noise = classwise.update_patterns(self.model, self.train.images, self.train.labels,
+                                                      self.em_noise, self.cfg.noise_steps, self.cfg.step_size,
+                                                      self.cfg.radius, self.device, self.cfg.batch_size)
+            return loss, acc
         g = seeding.generator(self.cfg.seed, "em-noise", self.step)
         for idx in torch.arange(len(self.train)).split(self.cfg.batch_size):
             x = to_device(self.train.images[idx], self.device)
@@ -234,7 +252,7 @@ class Trainer:
     def em_accuracy(self) -> float:
         """Accuracy on the whole training set with its current EM noise (the stop condition)."""
         return accuracy(self.model, self.train.images, self.train.labels, self.device,
-                        noise=self.em_noise)
+                        noise=self.em_noise_of(torch.arange(len(self.train))))
 
     # ----------------------------------------------------------------- run
     def run(self, resume: bool = False, export_only: bool = False) -> GeneratorCard:
@@ -299,7 +317,10 @@ class Trainer:
         images, labels = self.train.images[pick], self.train.labels[pick]
         x = to_device(images, self.device)
         y = labels.to(self.device)
-        delta = torch.cat([self.engine(xb, yb, g) for xb, yb in zip(x.split(128), y.split(128))])
+        if self.cfg.method is Method.EM and self.cfg.class_wise:
+            delta = self.em_noise_of(pick).to(x)
+        else:
+            delta = torch.cat([self.engine(xb, yb, g) for xb, yb in zip(x.split(128), y.split(128))])
         metrics = {
             "defended_train_acc": accuracy(self.model, images, labels, self.device, noise=delta.cpu()),
             "clean_train_acc": accuracy(self.model, images, labels, self.device),
@@ -320,7 +341,8 @@ class Trainer:
                            "package_version": __version__,
                            **({"init": {"path": self.cfg.init, "sha256": self.init_digest}} if self.cfg.init else {}),
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        save_generator(self.paths.weights, self.model, card)
+        extras = {classwise.PATTERNS: self.em_noise} if self.cfg.method is Method.EM and self.cfg.class_wise else {}
+        save_generator(self.paths.weights, self.model, card, extras)
         if log:
             self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
         return card

@@ -3,7 +3,9 @@
 A generator file is a ``.safetensors`` file whose string metadata holds a
 :class:`GeneratorCard` (format version, architecture, classes, input size, method,
 hyperparameters, data set hash, accuracies, provenance) and a SHA-256 of the
-tensor bytes.  Loading never unpickles anything, checks the card and the hash, and
+tensor bytes.  Beside the model's tensors a file may hold a method's own tensors under
+a reserved prefix (:data:`EXTRA_PREFIXES`: class-wise EM's patterns); the SHA-256
+covers them too.  Loading never unpickles anything, checks the card and the hash, and
 turns every problem into a :class:`WeightsError` that names the file and the reason.
 """
 
@@ -35,6 +37,8 @@ SHIPPED: dict[str, str] = {
 }
 #: The generator ``protect`` uses when ``--weights`` is not given.
 DEFAULT_GENERATOR = "cifar10"
+#: Name prefixes of tensors that are not the model's (no registered model uses them).
+EXTRA_PREFIXES = ("classwise.",)
 #: First bytes of files written by ``torch.save``: a zip archive (torch >= 1.6) or a raw pickle.
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
 
@@ -135,9 +139,15 @@ def model_digest(model: nn.Module) -> str:
     return tensors_digest(state_tensors(model))
 
 
-def save_generator(path: Path, model: nn.Module, card: GeneratorCard) -> None:
-    """Write weights and card atomically (temporary file, then rename)."""
+def save_generator(path: Path, model: nn.Module, card: GeneratorCard,
+                   extras: dict[str, torch.Tensor] | None = None) -> None:
+    """Write weights, ``extras`` (names under :data:`EXTRA_PREFIXES`) and card atomically
+    (temporary file, then rename)."""
     tensors = state_tensors(model)
+    for name, t in (extras or {}).items():
+        if not name.startswith(EXTRA_PREFIXES):
+            raise ValueError(f"extra tensor {name!r} must be named under one of {EXTRA_PREFIXES}")
+        tensors[name] = t.detach().cpu().contiguous()
     meta = card.to_metadata()
     meta["tensors_sha256"] = tensors_digest(tensors)
     with atomic_path(path) as tmp:
@@ -179,22 +189,40 @@ def _looks_like_pickle(path: Path) -> bool:
     return head.startswith(PICKLE_MAGIC)
 
 
-def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, GeneratorCard]:
-    """Load a generator in eval mode; raise :class:`WeightsError` for any mismatch or corruption."""
+@dataclass
+class LoadedGenerator:
+    """A verified generator file: the model (eval mode), its card, a method's extra
+    tensors, and the SHA-256 of all its tensors as recorded in (and checked against) the file."""
+
+    model: nn.Module
+    card: GeneratorCard
+    extras: dict[str, torch.Tensor]
+    digest: str
+
+
+def load_generator_file(path: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
+    """Load a generator with its extra tensors; :class:`WeightsError` for any mismatch or corruption."""
     meta, tensors = _open(path, load=True)
     card = GeneratorCard.from_metadata(meta, path)
     expected = meta.get("tensors_sha256")
     if expected is None or tensors_digest(tensors) != expected:
         raise WeightsError(f"{path}: tensor data does not match its recorded SHA-256; "
                            "the file is corrupted or was modified")
+    extras = {k: v.to(device) for k, v in tensors.items() if k.startswith(EXTRA_PREFIXES)}
     model = card.build()
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict({k: v for k, v in tensors.items() if k not in extras}, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0:3]
         raise WeightsError(f"{path}: weights do not fit architecture {card.arch} "
                            f"{card.arch_kwargs}: {' '.join(first)}") from e
-    return model.to(device, memory_format=torch.channels_last).eval(), card
+    return LoadedGenerator(model.to(device, memory_format=torch.channels_last).eval(), card, extras, expected)
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, GeneratorCard]:
+    """Load a generator in eval mode; raise :class:`WeightsError` for any mismatch or corruption."""
+    loaded = load_generator_file(path, device)
+    return loaded.model, loaded.card
 
 
 def shipped_dirs() -> list[Path]:

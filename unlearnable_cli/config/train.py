@@ -53,6 +53,7 @@ class TrainConfig:
     log_every: int = 10                   # steps between JSONL log lines
     em_train_steps: int = 10              # EM: model updates per min-min round
     em_stop_accuracy: float = 0.99        # EM: stop once accuracy on x+δ exceeds this
+    class_wise: bool = False              # EM: one pattern per class instead of one noise per image
 
     @property
     def rho_r(self) -> float:
@@ -86,6 +87,7 @@ class TrainConfig:
             (self.stem_stride in (1, 2), "--stem-stride must be 1 or 2"),
             (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
+            (not self.class_wise or self.method is Method.EM, "--class-wise applies to --method em only"),
         ]
         for ok, message in checks:
             if not ok:
