@@ -40,6 +40,11 @@ class RunPaths:
     def log(self) -> Path:
         return self.weights.with_suffix(".log.jsonl")
 
+    @property
+    def score(self) -> Path:
+        """TUE: the score estimator trained by the run's first phase (reused on resume)."""
+        return self.weights.with_suffix(".score.safetensors")
+
 
 @dataclass
 class CheckpointState:

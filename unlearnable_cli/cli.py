@@ -59,6 +59,7 @@ def protect(
     labels: Annotated[Optional[str], typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to (default folders).")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="png (default), or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = None,
     budget: Annotated[Optional[Budget], typer.Option(help="uniform (default): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
+    score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
     eot_scale: Annotated[Optional[float], typer.Option(help="Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, 0.8); smaller makes the noise work at finer scales too.")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
@@ -85,7 +86,8 @@ def protect(
                          random_radius=None if random_radius is None else levels(random_radius),
                          eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed,
                          overwrite=overwrite, keep_exif=keep_exif, max_pixels=max_pixels,
-                         output_format=output_format, preview=preview, budget=budget, eot_min_scale=eot_scale)
+                         output_format=output_format, preview=preview, budget=budget, eot_min_scale=eot_scale,
+                         score_step=None if score_step is None else levels(score_step))
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     root = input_path.parent if input_path.is_file() else input_path
 
@@ -106,7 +108,8 @@ def protect(
         weights_path = resolve_weights(weights)
         generator = load_generator_file(weights_path, dev)
         given = {"--steps": steps, "--step-size": step_size, "--eot-samples": eot_samples,
-                 "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale}
+                 "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale,
+                 "--score-step": score_step}
         check_options(generator.card, [k for k, v in given.items() if v is not None], weights_path)
         with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
                                               "images", TimeRemainingColumn(), console=err_console,
@@ -272,7 +275,7 @@ def eval_cmd(
 def train_generator_cmd(
     data_dir: Annotated[Path, typer.Argument(help="Image-folder data set: one subfolder per class.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
-    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM) or em (error-minimizing).")] = Method.SEM,
+    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM), em (error-minimizing) or tue (transferable: adds a score estimator's data-collapse term).")] = Method.SEM,
     preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
     arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
@@ -295,6 +298,11 @@ def train_generator_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Seed for every random draw (default 0).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
     class_wise: Annotated[bool, typer.Option(help="EM only: one noise pattern per class instead of one per image (the cheapest protection; protect adds the pattern, no optimization).")] = False,
+    score_step: Annotated[Optional[float], typer.Option(help="TUE: data-collapse step in levels (α_s; default 0.8).")] = None,
+    score_sigma: Annotated[Optional[float], typer.Option(help="TUE: noise level of the score estimator's denoising score matching, in levels (σ; default 12.75).")] = None,
+    score_steps: Annotated[Optional[int], typer.Option(help="TUE: Adam steps training the score estimator (default 2000).")] = None,
+    score_model: Annotated[Optional[Path], typer.Option(help="TUE: reuse this score estimator (a .score.safetensors file or a TUE generator) instead of training one.")] = None,
+    tue_eot: Annotated[bool, typer.Option(help="TUE: also average the loss term over SEM's random transforms and uniform perturbation (off: as the TUE paper).")] = False,
     device: DeviceOpt = Device.AUTO,
     dataset_name: Annotated[Optional[str], typer.Option(help="Name of the training data for the card (default: parent/folder of DATA_DIR, e.g. cifar10/train).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's checkpoint.")] = False,
@@ -318,7 +326,9 @@ def train_generator_cmd(
                            adv_steps=adv_steps, random_radius=lv(random_radius),
                            image_size=image_size, val_fraction=val_fraction, per_class=per_class,
                            checkpoint_every=checkpoint_every, seed=seed,
-                           init=None if init is None else str(init), class_wise=class_wise or None)
+                           init=None if init is None else str(init), class_wise=class_wise or None,
+                           score_step=lv(score_step), score_sigma=lv(score_sigma), score_steps=score_steps,
+                           score_model=None if score_model is None else str(score_model), tue_eot=tue_eot or None)
         from .models import MODELS
         if cfg.arch not in MODELS:
             raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")

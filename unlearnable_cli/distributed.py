@@ -125,6 +125,11 @@ def gather_json(value: object) -> list[object]:
     return [json.loads(p[:int(s.item())].numpy().tobytes().decode()) for p, s in zip(parts, sizes)]
 
 
+def barrier() -> None:
+    """Wait until every rank gets here."""
+    dist.barrier()
+
+
 def broadcast_buffers(model: torch.nn.Module) -> None:
     """Copy rank 0's buffers (BatchNorm running averages) to every rank."""
     for buffer in model.buffers():

@@ -8,7 +8,11 @@ with the method deciding δʳ_j:
 
 - ``sem``: δʳ_j ~ U(−ρ_r, ρ_r) (stable error-minimizing noise, Liu et al. 2024);
 - ``rem``: δʳ_j = PGD maximization of the loss within ρ_r (robust EM, Fu et al. 2022);
-- ``em``:  δʳ_j = 0 (error-minimizing noise, Huang et al. 2021).
+- ``em``:  δʳ_j = 0 (error-minimizing noise, Huang et al. 2021);
+- ``tue``: δʳ_j = 0, or uniform as SEM's when ρ_r > 0, and a second sign step per
+  iteration, −α_s·sign(∇_δ Σ_i ‖s_φ(x_i + δ_i, y_i)‖), that moves each image towards a
+  mode of its class's density under TUE's score estimator (data collapse, Fang et
+  al.; :mod:`score`).
 
 All J draws of all images are sampled and transformed in batched tensor ops
 (draw-major); on a CPU the model sees them in balanced chunks of whole draws of at
@@ -49,15 +53,16 @@ class ErrorMinimizingNoise:
     """
 
     def __init__(self, model: nn.Module, config: NoiseConfig = NoiseConfig(),
-                 input_hw: tuple[int, int] = (32, 32)) -> None:
+                 input_hw: tuple[int, int] = (32, 32), score_model: nn.Module | None = None) -> None:
         self.model, self.config, self.input_hw = model, config, input_hw
+        self.score_model = score_model if config.score_step > 0 else None
         self._rem_attack = PGD(model, config.random_radius, config.adv_step_size, config.adv_steps)
 
     def _random_perturbation(self, xt: torch.Tensor, y: torch.Tensor,
                              generator: torch.Generator | None) -> torch.Tensor:
         """δʳ for one step: uniform (SEM), worst-case PGD (REM) or none (EM)."""
         cfg = self.config
-        if cfg.method is Method.SEM and cfg.random_radius > 0:
+        if cfg.method in (Method.SEM, Method.TUE) and cfg.random_radius > 0:
             return uniform_like(xt, cfg.random_radius, generator)
         if cfg.method is Method.REM and cfg.random_radius > 0:
             return self._rem_attack(xt, y, generator) - xt.detach()
@@ -96,11 +101,27 @@ class ErrorMinimizingNoise:
                     r = self._random_perturbation(xt, y[part], generator)
                     loss = F.cross_entropy(self.model(xt + r), y[part], reduction="sum")
                     grad += torch.autograd.grad(loss, delta)[0]
+                collapse = self._collapse_gradient(images, delta, labels) if self.score_model is not None else None
                 delta = delta.detach()                     # in place: full-resolution tensors are large
-                delta.sub_(grad.sign_(), alpha=cfg.step_size).clamp_(lo, hi)
+                delta.sub_(grad.sign_(), alpha=cfg.step_size)
+                if collapse is not None:
+                    delta.sub_(collapse.sign_(), alpha=cfg.score_step)
+                delta.clamp_(lo, hi)
                 if on_step is not None:
                     on_step(step + 1, cfg.steps)
         return delta
+
+
+    def _collapse_gradient(self, images: torch.Tensor, delta: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """∇_δ Σ_i ‖s_φ(x_i + δ_i, y_i)‖₂, the score estimator seeing the images as the
+        generator does (resized to its input; no random transform)."""
+        b, _, h, w = images.shape
+        x = images + delta
+        if (h, w) != tuple(self.input_hw):
+            x = transforms.apply(x, transforms.identity_params(b, (h, w), self.input_hw, images.device))
+        with eval_mode(self.score_model):  # type: ignore[arg-type]
+            norm = self.score_model(x, labels).flatten(1).norm(dim=1).sum()  # type: ignore[misc]
+        return torch.autograd.grad(norm, delta)[0]
 
 
 def draws_per_chunk(draws: int, batch: int, cap: int) -> int:

@@ -112,11 +112,15 @@ def is_class_wise(card: GeneratorCard) -> bool:
 
 
 def check_options(card: GeneratorCard, given: list[str], path: Path | None = None) -> None:
-    """Refuse optimization options (``given``: the ones a person set) for a class-wise generator."""
+    """Refuse options (``given``: the ones a person set) that the generator's method does not
+    read: optimization options for a class-wise generator, ``--score-step`` for all but TUE."""
     unused = [o for o in given if o in NOISE_OPTIONS]
     if is_class_wise(card) and unused:
         raise ConfigError(f"{path or 'the generator'}: a class-wise EM generator adds its class's fixed pattern, "
                           f"with no optimization; {', '.join(unused)} do not apply to it")
+    if "--score-step" in given and card.method != "tue":
+        raise ConfigError(f"{path or 'the generator'}: --score-step is TUE's data-collapse step; this "
+                          f"generator's method is {card.method}, which has no score estimator")
 
 
 class Protector:
@@ -126,14 +130,25 @@ class Protector:
                  device: torch.device, extras: dict[str, torch.Tensor] | None = None) -> None:
         self.model, self.card, self.cfg, self.device = model, card, cfg, device
         self.noise_config = cfg.noise_config(card)
-        self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size))
         self.extras = extras or {}
+        self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size),
+                                           score_model=self._score_model() if card.method == "tue" else None)
         self.patterns = None
         if is_class_wise(card):
             if classwise.PATTERNS not in self.extras:
                 raise ConfigError("this class-wise EM generator holds no patterns (tensor "
                                   f"{classwise.PATTERNS!r} is missing)")
             self.patterns = self.extras[classwise.PATTERNS].to(device).float()
+
+    def _score_model(self) -> nn.Module:
+        """TUE: the score estimator stored beside the generator (tensors under ``score.``)."""
+        from .score import PREFIX, build_score
+        state = {k[len(PREFIX):]: v.cpu() for k, v in self.extras.items() if k.startswith(PREFIX)}
+        if not state or "score_arch" not in self.card.hyperparameters:
+            raise ConfigError("this TUE generator holds no score estimator (no tensors under 'score.')")
+        score = build_score(self.card.hyperparameters["score_arch"], self.card.num_classes)
+        score.load_state_dict(state, strict=True)
+        return score.to(self.device).eval()
 
     @property
     def digest(self) -> str:

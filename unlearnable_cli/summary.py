@@ -114,7 +114,22 @@ def card_rows(card: GeneratorCard) -> list[tuple[str, str]]:
         ("transform", json.dumps(card.transform)),
         ("training data", json.dumps(card.dataset)),
         ("provenance", json.dumps(card.provenance)),
-    ]
+    ] + score_rows(card)
+
+
+def score_rows(card: GeneratorCard) -> list[tuple[str, str]]:
+    """TUE: the score estimator's architecture, σ, α_s and its own training figures."""
+    if card.method != "tue":
+        return []
+    h, m = card.hyperparameters, card.metrics.get("score", {})
+    arch = h.get("score_arch", {})
+    loss = (f"held-out denoising loss {m['held_out_loss']:.4f} per pixel, from {m['held_out_loss_before']:.4f} "
+            f"untrained (a zero score gives 0.5), {m.get('held_out_images', '?')} images"
+            if "held_out_loss" in m else "no held-out figure")
+    return [("score estimator", f"{arch.get('name')} width {arch.get('width')} depth {arch.get('depth')}, "
+                                f"σ {float(arch.get('sigma', 0)) * 255:g} levels, {m.get('steps', '?')} steps; {loss}"),
+            ("data collapse", f"α_s {float(h.get('score_step', 0)) * 255:g} levels per noise step"
+                              + (", with SEM's EOT" if h.get("tue_eot") else ""))]
 
 
 def shipped_table() -> Table:

@@ -28,8 +28,8 @@ import json
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,8 @@ from .distributed import SINGLE, Shard
 from .metrics import accuracy
 from .models import CIFAR_MEAN, CIFAR_STD
 from .noise import ErrorMinimizingNoise
-from .weights import GeneratorCard, WeightsError, load_generator, save_generator
+from .score import PREFIX as SCORE_PREFIX, ScoreFile, load_score, save_score, train_score
+from .weights import GeneratorCard, WeightsError, load_generator, save_generator, state_tensors
 
 #: Held-out robustness is always measured with the same attack, whatever ρ_a was used.
 EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
@@ -96,8 +97,6 @@ class Trainer:
             raise ConfigError(f"{data.root}: too few training images ({len(self.train)})")
         self.class_names = data.class_names
         noise_cfg = cfg.noise_config()
-        if cfg.method is Method.EM:  # Huang et al.: no augmentation and no EOT in the noise
-            noise_cfg = replace(noise_cfg, transform=transforms.TransformSpec.identity(), eot_samples=1)
         self.noise_cfg = noise_cfg
         torch.manual_seed(cfg.seed)
         self.model = self._card_skeleton().build().to(device, memory_format=torch.channels_last)
@@ -115,6 +114,8 @@ class Trainer:
         self.attack = PGD(self.model, cfg.adv_radius, cfg.adv_step_size, cfg.adv_steps)
         self.step = 0
         self.elapsed = 0.0
+        self.score: ScoreFile | None = None       # TUE's score estimator (prepare_score)
+        self.score_source: dict[str, object] = {}
         self.em_noise = torch.zeros(0)
         if cfg.method is Method.EM and cfg.class_wise:
             self.em_noise = classwise.initial_patterns(len(self.class_names), (cfg.image_size, cfg.image_size),
@@ -159,13 +160,9 @@ class Trainer:
     def _config_fingerprint(self) -> str:
         d = self.cfg.to_dict()
         d.pop("checkpoint_every"), d.pop("log_every")
-        # checkpoints written before --init, --stem-stride and --class-wise existed still resume
-        if d["init"] is None:
-            d.pop("init")
-        if d["stem_stride"] == 1:
-            d.pop("stem_stride")
-        if not d["class_wise"]:
-            d.pop("class_wise")
+        for key, before in TrainConfig.ADDED_LATER.items():   # checkpoints from before these existed resume
+            if d.get(key, before) == before:
+                d.pop(key, None)
         return json.dumps({"config": d, "data": self.dataset_digest}, sort_keys=True)
 
     def save_checkpoint(self) -> None:
@@ -185,6 +182,53 @@ class Trainer:
     def _log(self, record: dict[str, object]) -> None:
         if self.shard.leader:
             checkpoints.append_log(self.paths.log, record)
+
+    # ----------------------------------------------------------------- TUE's score estimator
+    def _score_fingerprint(self) -> str:
+        return json.dumps({"score": dataclasses.asdict(self.cfg.score_config()), "seed": self.cfg.seed,
+                           "classes": list(self.class_names), "size": self.cfg.image_size,
+                           "data": self.dataset_digest}, sort_keys=True)
+
+    def prepare_score(self, on_step: Callable[[int, float], None] | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> None:
+        """TUE's first phase: take ``--score-model``, or the run's own score file when it was
+        made with these options and data (a resumed run), or train one and save it."""
+        cfg, size = self.cfg, (self.cfg.image_size, self.cfg.image_size)
+        if cfg.score_model:
+            path = Path(cfg.score_model)
+            try:
+                score = load_score(path, self.device)
+            except WeightsError as e:
+                raise ConfigError(f"--score-model {e}") from e
+            if score.class_names != list(self.class_names) or tuple(score.input_size) != size:
+                raise ConfigError(f"{path}: --score-model was trained for classes {score.class_names} at "
+                                  f"{tuple(score.input_size)}; this run has {list(self.class_names)} at {size}")
+            self.score_source = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        else:
+            exists = self.paths.score.exists()
+            if self.shard.talks:              # every rank decides on the same view of the folder
+                distributed.barrier()
+            if not exists and self.shard.leader:
+                model, figures = train_score(self.train.images, self.train.labels, len(self.class_names),
+                                             cfg.score_config(), self.device, cfg.seed,
+                                             held_out=(self.val.images, self.val.labels), on_step=on_step,
+                                             should_stop=should_stop)
+                if should_stop():             # cut short: not kept, a rerun trains it again
+                    return
+                save_score(self.paths.score, ScoreFile(model, cfg.score_config().arch, list(self.class_names),
+                                                       size, figures, self._score_fingerprint()))
+            if self.shard.talks:              # rank 0 trained it; the others read its file
+                distributed.barrier()
+            try:
+                score = load_score(self.paths.score, self.device)
+            except WeightsError as e:
+                raise ConfigError(f"{e}; delete it to train the score estimator again") from e
+            if score.fingerprint != self._score_fingerprint():
+                raise ConfigError(f"{self.paths.score}: a score estimator made with other options or data is "
+                                  "there; add --overwrite to train it again, or choose another -o")
+            self.score_source = {"trained_by_this_run": True, **({"reused": True} if exists else {})}
+        self.score = score
+        self.engine.score_model = score.model
 
     # ----------------------------------------------------------------- steps
     def _update(self, inputs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -276,6 +320,14 @@ class Trainer:
                    TimeElapsedColumn(), TimeRemainingColumn()]
         em_done = False
         with stop_requests() as flag, Progress(*columns, disable=not self.show_progress) as bar:
+            if cfg.method is Method.TUE:
+                score_task = bar.add_task("score estimator", total=cfg.score_steps, status="")
+                self.prepare_score(lambda n, loss: bar.update(score_task, completed=n, status=f"loss {loss:.4f}"),
+                                   lambda: bool(flag["stop"]))
+                bar.update(score_task, completed=cfg.score_steps)
+                if flag["stop"]:
+                    raise Interrupted("while training the score estimator (nothing of it was kept); "
+                                      "rerun with --resume to start it again", flag["stop"])
             task = bar.add_task(f"train {cfg.method.value}", total=cfg.steps, completed=self.step, status="")
             while self.step < cfg.steps and not em_done:
                 start = time.perf_counter()
@@ -332,6 +384,11 @@ class Trainer:
             metrics["val_pgd_attack"] = {k: (v * 255 if k != "steps" else v) for k, v in EVAL_PGD.items()}
         metrics["steps_done"] = self.step
         card = self._card_skeleton()
+        extras: dict[str, torch.Tensor] = {}
+        if self.score is not None:
+            card.hyperparameters["score_arch"] = self.score.arch
+            metrics["score"] = {**self.score.figures, **self.score_source}
+            extras = {SCORE_PREFIX + k: v for k, v in state_tensors(self.score.model).items()}
         card.dataset = {"name": self.dataset_name, "sha256": self.dataset_digest,
                         "train_images": len(self.train), "val_images": len(self.val)}
         card.metrics = metrics
@@ -341,7 +398,8 @@ class Trainer:
                            "package_version": __version__,
                            **({"init": {"path": self.cfg.init, "sha256": self.init_digest}} if self.cfg.init else {}),
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        extras = {classwise.PATTERNS: self.em_noise} if self.cfg.method is Method.EM and self.cfg.class_wise else {}
+        if self.cfg.method is Method.EM and self.cfg.class_wise:
+            extras = {classwise.PATTERNS: self.em_noise}
         save_generator(self.paths.weights, self.model, card, extras)
         if log:
             self._log({"step": self.step, "final": metrics, "wall_time_s": card.provenance["wall_time_s"]})
@@ -381,4 +439,5 @@ def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torc
                       shard)
     if overwrite and not export_only and not resume and shard.leader:
         paths.checkpoint.unlink(missing_ok=True)     # asked to start over: the old run is discarded
+        paths.score.unlink(missing_ok=True)
     return trainer.run(resume=resume, export_only=export_only)

@@ -4,8 +4,8 @@ A generator file is a ``.safetensors`` file whose string metadata holds a
 :class:`GeneratorCard` (format version, architecture, classes, input size, method,
 hyperparameters, data set hash, accuracies, provenance) and a SHA-256 of the
 tensor bytes.  Beside the model's tensors a file may hold a method's own tensors under
-a reserved prefix (:data:`EXTRA_PREFIXES`: class-wise EM's patterns); the SHA-256
-covers them too.  Loading never unpickles anything, checks the card and the hash, and
+a reserved prefix (:data:`EXTRA_PREFIXES`: class-wise EM's patterns, TUE's score
+estimator); the SHA-256 covers them too.  Loading never unpickles anything, checks the card and the hash, and
 turns every problem into a :class:`WeightsError` that names the file and the reason.
 """
 
@@ -38,7 +38,7 @@ SHIPPED: dict[str, str] = {
 #: The generator ``protect`` uses when ``--weights`` is not given.
 DEFAULT_GENERATOR = "cifar10"
 #: Name prefixes of tensors that are not the model's (no registered model uses them).
-EXTRA_PREFIXES = ("classwise.",)
+EXTRA_PREFIXES = ("classwise.", "score.")
 #: First bytes of files written by ``torch.save``: a zip archive (torch >= 1.6) or a raw pickle.
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
 

@@ -50,6 +50,7 @@ class Method(str, Enum):
     SEM = "sem"
     REM = "rem"
     EM = "em"
+    TUE = "tue"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class NoiseConfig:
     adv_steps: int = 10              # K_a, REM's inner PGD steps
     transform: TransformSpec = TransformSpec()
     grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
+    score_step: float = 0.0          # α_s, TUE's data-collapse step along −sign ∇_δ ‖s_φ(x+δ, y)‖ (0: off)
     max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
 
 

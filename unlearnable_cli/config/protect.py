@@ -40,6 +40,7 @@ class ProtectConfig:
     preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
     budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)
     eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
+    score_step: float | None = None       # TUE: α_s (None: the generator's)
 
     @property
     def alpha(self) -> float:
@@ -55,13 +56,18 @@ class ProtectConfig:
         if self.eot_min_scale is not None:
             spec = dataclasses.replace(spec, min_scale=self.eot_min_scale)
         hyper = card.hyperparameters
+        tue = Method(card.method) is Method.TUE
+        # TUE as its paper writes it draws no δʳ; its generator was trained with ρ_a all the same
+        default_rr = 0.0 if tue and not hyper.get("tue_eot") else card.adv_radius
         return NoiseConfig(
             method=Method(card.method), radius=self.radius, step_size=self.alpha, steps=self.steps,
             eot_samples=self.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else 5),
-            random_radius=card.adv_radius if self.random_radius is None else self.random_radius,
+            random_radius=default_rr if self.random_radius is None else self.random_radius,
             adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
             adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
-            transform=spec, grayscale_draws=self.eot_grayscale)
+            transform=spec, grayscale_draws=self.eot_grayscale,
+            score_step=(float(hyper.get("score_step", 0.0)) if self.score_step is None else self.score_step)
+            if tue else 0.0)
 
     @property
     def radius_levels(self) -> int:
@@ -85,6 +91,7 @@ class ProtectConfig:
             (self.max_pixels >= 1, "--max-pixels must be positive"),
             (self.preview >= 0, "--preview must not be negative"),
             (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
+            (self.score_step is None or self.score_step >= 0, "--score-step must not be negative"),
         ]
         for ok, message in checks:
             if not ok:

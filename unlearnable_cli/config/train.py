@@ -6,8 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
+from typing import TYPE_CHECKING
+
 from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig
 from ..transforms import TransformSpec
+
+if TYPE_CHECKING:
+    from ..score import ScoreConfig
 
 
 class Preset(str, Enum):
@@ -54,19 +59,40 @@ class TrainConfig:
     em_train_steps: int = 10              # EM: model updates per min-min round
     em_stop_accuracy: float = 0.99        # EM: stop once accuracy on x+δ exceeds this
     class_wise: bool = False              # EM: one pattern per class instead of one noise per image
+    score_step: float = 0.8 / 255         # TUE: α_s, the data-collapse step (α_u / 2; the paper gives none)
+    score_sigma: float = 0.05             # TUE: σ of the score estimator's denoising score matching
+    score_width: int = 24                 # TUE: score estimator width ...
+    score_depth: int = 3                  # ... and residual blocks (score.py says why)
+    score_steps: int = 2000               # TUE: Adam steps of score matching
+    score_lr: float = 1e-3                # TUE: Adam learning rate (cosine decay)
+    score_model: str | None = None        # TUE: reuse this score estimator instead of training one
+    tue_eot: bool = False                 # TUE: also average the loss term over SEM's EOT (J transforms, uniform δʳ)
 
     @property
     def rho_r(self) -> float:
         return self.adv_radius if self.random_radius is None else self.random_radius
 
+    @property
+    def deterministic_noise(self) -> bool:
+        """Noise without random transforms or δʳ: EM, and TUE as its paper writes it."""
+        return self.method is Method.EM or (self.method is Method.TUE and not self.tue_eot)
+
     def noise_config(self) -> NoiseConfig:
         """The noise engine settings this training run uses (and ships in the card)."""
-        return NoiseConfig(
+        nc = NoiseConfig(
             method=self.method, radius=self.radius, step_size=self.step_size,
             steps=self.noise_steps, eot_samples=self.eot_samples,
-            random_radius=0.0 if self.method is Method.EM else self.rho_r,
+            random_radius=0.0 if self.deterministic_noise else self.rho_r,
             adv_step_size=self.adv_step_size, adv_steps=self.adv_steps,
-            transform=self.transform_spec())
+            transform=self.transform_spec(), score_step=self.score_step if self.method is Method.TUE else 0.0)
+        if self.deterministic_noise:      # Huang et al. / Fang et al.: no augmentation and no EOT in the noise
+            nc = dataclasses.replace(nc, transform=TransformSpec.identity(), eot_samples=1)
+        return nc
+
+    def score_config(self) -> "ScoreConfig":
+        from ..score import ScoreConfig
+        return ScoreConfig(sigma=self.score_sigma, width=self.score_width, depth=self.score_depth,
+                           steps=self.score_steps, batch_size=self.batch_size, lr=self.score_lr)
 
     def transform_spec(self) -> TransformSpec:
         return TransformSpec(pad=self.pad, flip=self.flip)
@@ -88,6 +114,8 @@ class TrainConfig:
             (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (not self.class_wise or self.method is Method.EM, "--class-wise applies to --method em only"),
+            (self.score_step > 0 and self.score_sigma > 0 and self.score_steps >= 1,
+             "--score-step, --score-sigma and --score-steps must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -104,7 +132,13 @@ class TrainConfig:
         d["method"] = self.method.value
         d["random_radius"] = self.rho_r
         d["lr_milestones"] = list(self.lr_milestones)
+        if self.method is not Method.TUE:   # TUE's settings mean nothing to the other methods' cards
+            d = {k: v for k, v in d.items() if not k.startswith("score_") and k != "tue_eot"}
         return d
+
+    #: Fields added after the first checkpoints, with the value those runs always had: a
+    #: checkpoint fingerprint leaves them out at that value, so older runs still resume.
+    ADDED_LATER = {"init": None, "stem_stride": 1, "class_wise": False}
 
 
 #: Presets: overrides of :class:`TrainConfig` defaults.  ``paper`` is the official SEM
@@ -120,9 +154,18 @@ PRESETS: dict[Preset, dict[str, object]] = {
 EM_DEFAULTS: dict[str, object] = dict(noise_steps=20, step_size=0.8 / 255, adv_radius=0.0)
 
 
+#: Options that only TUE reads (refused with another method rather than silently ignored).
+TUE_ONLY = ("score_step", "score_sigma", "score_width", "score_depth", "score_steps", "score_lr", "score_model",
+            "tue_eot")
+
+
 def train_config(preset: Preset, **overrides: object) -> TrainConfig:
     """A :class:`TrainConfig` from a preset with explicit options (``None`` = keep) on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    stray = [k for k in TUE_ONLY if k in given]
+    if stray and Method(given.get("method", Method.SEM)) is not Method.TUE:
+        raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in stray)}: TUE's options; "
+                          "add --method tue, or leave them out")
     method_defaults = EM_DEFAULTS if Method(given.get("method", Method.SEM)) is Method.EM else {}
     cfg = TrainConfig(**{**PRESETS[preset], **method_defaults, **given})
     cfg.validate()
