@@ -255,3 +255,14 @@ def test_personal_folder_scenario(folders, tmp_path, monkeypatch):
     assert data["settings"]["target_heldout_images"] == 3 and data["settings"]["target_train_images"] == 13
     assert [r["data"] for r in data["runs"]] == ["clean", "protected"]
     assert all("background_acc" in r and len(r["acc_per_epoch"]) == 2 for r in data["runs"])
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2"])
+def test_other_victim_architectures_train(folders, arch):
+    """Transfer tests train victims of other architectures than the surrogate's.  (Width 8:
+    at width 4 this torch's CPU backward of a channels-last batch stalls for minutes.)"""
+    clean, prot, test = folders
+    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                                 "--arch", arch, "--width", "8", "--epochs", "1", "--batch-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "ratio" in result.output

@@ -107,12 +107,56 @@ class ConvNet(nn.Module):
         return self.fc(F.adaptive_max_pool2d(out, 1).flatten(1))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion, 3x3 depthwise, 1x1 projection (linear), residual when shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int = 6) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.residual = stride == 1 and c_in == c_out
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileNetV2(nn.Module):
+    """A small MobileNetV2 (Sandler et al.) with the CIFAR stem: a victim whose depthwise
+    convolutions see noise differently from the ResNet-18 surrogate (transfer tests)."""
+
+    #: (expansion, output channels as multiples of width/16, blocks, first stride)
+    STAGES = ((1, 1, 1, 1), (6, 1.5, 2, 1), (6, 2, 3, 2), (6, 4, 4, 2), (6, 6, 3, 1), (6, 10, 3, 2))
+
+    def __init__(self, num_classes: int = 10, width: int = 8,
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        layers: list[nn.Module] = [nn.Conv2d(3, 2 * width, 3, 1, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU6()]
+        c_in = 2 * width
+        for expand, mult, blocks, stride in self.STAGES:
+            c_out = int(width * mult)
+            for i in range(blocks):
+                layers.append(InvertedResidual(c_in, c_out, stride if i == 0 else 1, expand))
+                c_in = c_out
+        layers += [nn.Conv2d(c_in, 8 * width, 1, bias=False), nn.BatchNorm2d(8 * width), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(8 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.features(self.normalize(x))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
 ModelFactory = Callable[..., nn.Module]
 
 #: Registered architectures: name -> (factory, default keyword arguments).
 MODELS: dict[str, tuple[ModelFactory, dict[str, int]]] = {
     "resnet18": (ResNet18, {"width": 64}),
     "convnet": (ConvNet, {"width": 32}),
+    "mobilenetv2": (MobileNetV2, {"width": 8}),
 }
 
 
