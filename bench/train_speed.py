@@ -7,7 +7,7 @@ records the step timer every step) on synthetic 32x32 data, and right after each
 the same passes as raw model calls, so the ratio SEM / raw says what the training loop
 adds (target <= 1.15).  Medians over the logged steps after the first (warm-up).
 
-    python bench/train_speed.py [--ks 10 1 5] [--width 16] [--steps 6] [--rem-steps 3]
+    python bench/train_speed.py [--ks 10 1 5] [--width 16] [--steps 6] [--rem-steps 3] [--tue-steps 6]
                                                       # -> results/train_speed.{json,md}
 """
 
@@ -42,11 +42,13 @@ def synthetic_folder(root: Path, size: int = 32, n: int = 1280) -> Path:
 
 def step_seconds(data: Path, out: Path, method: Method, ks: list[int], width: int, batch: int, steps: int,
                  size: int = 32, stem_stride: int = 1) -> list[float]:
-    """Per-step wall seconds of ``steps`` real training steps (the first dropped as warm-up)."""
+    """Per-step wall seconds of ``steps`` real training steps (the first dropped as warm-up).
+    TUE's score estimator is trained for 2 steps only: its phase is not a step's cost."""
     k_u, j, k_a = ks
     cfg = train_config(Preset.CPU, method=method, width=width, batch_size=batch, noise_steps=k_u, eot_samples=j,
                        adv_steps=k_a, steps=steps, val_fraction=0.0, log_every=1, checkpoint_every=10 ** 6,
-                       image_size=size, stem_stride=stem_stride)
+                       image_size=size, stem_stride=stem_stride,
+                       **({"score_steps": 2} if method is Method.TUE else {}))
     train_generator(data, out, cfg, torch.device("cpu"), show_progress=False, overwrite=True)
     elapsed = [json.loads(line)["elapsed"] for line in out.with_suffix(".log.jsonl").read_text().splitlines()
                if '"final"' not in line]
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("--stem-stride", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6, help="SEM steps timed (the first is warm-up)")
     ap.add_argument("--rem-steps", type=int, default=0, help="REM steps timed (0: skip REM)")
+    ap.add_argument("--tue-steps", type=int, default=0, help="TUE steps timed (0: skip TUE); J is 1 for TUE")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         size = args.image_size
@@ -95,13 +98,17 @@ def main() -> None:
         raw = raw_seconds(args.width, args.ks, args.batch_size, size=size, stem_stride=args.stem_stride)
         rem = (step_seconds(data, Path(tmp) / "rem.safetensors", Method.REM, args.ks, args.width, args.batch_size,
                             args.rem_steps, size, args.stem_stride) if args.rem_steps > 1 else [])
+        tue = (step_seconds(data, Path(tmp) / "tue.safetensors", Method.TUE, args.ks, args.width, args.batch_size,
+                            args.tue_steps, size, args.stem_stride) if args.tue_steps > 1 else [])
     results = {"setup": {"arch": f"resnet18 width {args.width}", "batch_size": args.batch_size,
                          "K_u": args.ks[0], "J": args.ks[1], "K_a": args.ks[2], "image_size": size,
                          "stem_stride": args.stem_stride},
-               "seconds_per_step": {"sem": [round(t, 3) for t in sem], "rem": [round(t, 3) for t in rem]},
+               "seconds_per_step": {"sem": [round(t, 3) for t in sem], "rem": [round(t, 3) for t in rem],
+                                    "tue": [round(t, 3) for t in tue]},
                "raw_seconds_median": round(raw, 3),
                "sem_vs_raw": round(statistics.median(sem) / raw, 3),
-               "rem_over_sem": round(statistics.median(rem) / statistics.median(sem), 2) if rem else None}
+               "rem_over_sem": round(statistics.median(rem) / statistics.median(sem), 2) if rem else None,
+               "tue_over_sem": round(statistics.median(tue) / statistics.median(sem), 2) if tue else None}
     k_u, j, k_a = args.ks
     record("train_speed", f"w{args.width}-k{k_u}-j{j}-ka{k_a}" + (f"-{size}px-b{args.batch_size}" if size != 32 else "") + (f"-stem{args.stem_stride}" if args.stem_stride != 1 else ""),
            results)
@@ -118,10 +125,11 @@ def summarize() -> None:
         rows.append({"setup": f"{s['arch']}{stem}, {s.get('image_size', 32)} px, K {s['K_u']}/{s['J']}/{s['K_a']}, "
                               f"B {s['batch_size']}",
                      "sem": round(per_step, 2), "ratio": sem, "rem": r.get("rem_over_sem") or "—",
+                     "tue": r.get("tue_over_sem") or "—",
                      "machine": machine_line(rec["environment"])})
     write_markdown("train_speed", "Generator training step", table(rows, [
         ("setup", "setup"), ("sem", "SEM s/step"), ("ratio", "SEM / raw passes"), ("rem", "REM / SEM"),
-        ("machine", "machine")]))
+        ("tue", "TUE / SEM"), ("machine", "machine")]))
 
 
 if __name__ == "__main__":
