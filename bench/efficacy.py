@@ -16,7 +16,7 @@ Stages (each cached under bench/work/, so the benchmark resumes across sessions)
 Usage:
   python bench/efficacy.py --generator sem=weights/sem-resnet18w16-cifar10.safetensors \
       [--generator em=... --generator rem=...] [--stage all|protect|eval|summary] \
-      [--conditions standard,adv4,filters,adv2] [--victims clean,sem]
+      [--conditions standard,adv4,filters,adv2] [--victims clean,sem] [--victim-arch resnet18:16]
 """
 
 from __future__ import annotations
@@ -73,22 +73,26 @@ def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]
     return out
 
 
-def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path, seed: int) -> None:
+def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path, seed: int,
+             arch: str | None = None) -> None:
     """One eval call per (condition, victim): "clean" trains the clean baseline once
     (`--runs clean`), each generator name its protected victim (`--runs protected`);
     same seed and recipe, so the runs compare exactly and finished parts are reused.
-    Victim seed 0 is the main benchmark; other seeds measure the spread between victims."""
+    Victim seed 0 is the main benchmark; other seeds measure the spread between victims.
+    ``arch`` ``NAME:WIDTH``: victims of another architecture (transfer), keyed ``-arch-NAME``."""
+    victim = [] if arch is None else ["--arch", arch.split(":")[0], "--width", arch.split(":")[1]]
+    suffix = "" if arch is None else f"-arch-{arch.split(':')[0]}"
     for cond in conditions:
         for name in names:
-            report = PARTS / f"eval-{cond}-{name}{'' if seed == 0 else f'-s{seed}'}.json"
+            report = PARTS / f"eval-{cond}-{name}{'' if seed == 0 else f'-s{seed}'}{suffix}.json"
             if report.exists():
                 print(f"cached: {report}")
                 continue
             which = (["--runs", "clean"] if name == "clean" else
                      ["--runs", "protected", f"--protected={name}={work / f'protected-{name}'}"])
             args = ["eval", "--preset", "quick", "--clean", str(subset), *which, "--test", str(CIFAR / "test"),
-                    "--test-per-class", "200", *CONDITIONS[cond], "--seed", str(seed), "--report", str(report),
-                    "--quiet"]
+                    "--test-per-class", "200", *CONDITIONS[cond], *victim, "--seed", str(seed),
+                    "--report", str(report), "--quiet"]
             cli(*args)
             d = json.loads(report.read_text())
             record("efficacy", report.stem, {k: d[k] for k in ("settings", "imperceptibility", "runs", "seconds")},
@@ -152,6 +156,21 @@ def seed_spread(records: list[dict]) -> list[str]:
     return lines
 
 
+def transfer_table(runs: list[dict]) -> list[str]:
+    """Ratios for victims of other architectures than the quick ConvNet (transfer), per condition."""
+    clean = {(r["arch"], r["adv_radius"], r["defense"], r["seed"]): r["final_acc"] for r in runs if r["data"] == "clean"}
+    rows = [{"arch": r["arch"], "condition": condition(r), "method": r["method"],
+             "clean": f"{clean[(r['arch'], r['adv_radius'], r['defense'], r['seed'])]:.1f}",
+             "protected": f"{r['final_acc']:.1f}",
+             "ratio": f"{r['final_acc'] / clean[(r['arch'], r['adv_radius'], r['defense'], r['seed'])]:.2f}"}
+            for r in runs if r["data"] == "protected" and (r["arch"], r["adv_radius"], r["defense"], r["seed"]) in clean]
+    if not rows:
+        return []
+    return ["", "Transfer: victims of other architectures (ratio = protected / clean of the same architecture):", "",
+            *table(rows, [("arch", "victim"), ("condition", "condition"), ("method", "method"),
+                          ("clean", "clean"), ("protected", "protected"), ("ratio", "ratio")])]
+
+
 def summary() -> None:
     """Render efficacy.md from every record of efficacy.json."""
     records, quality, timings, wall = [], {}, {}, {}
@@ -165,9 +184,11 @@ def summary() -> None:
         quality.update(res["imperceptibility"])
         for run in res["runs"]:
             records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=rec["key"],
-                                seed=res["settings"]["victim"]["seed"]))
+                                seed=res["settings"]["victim"]["seed"], arch=res["settings"]["victim"]["arch"]))
     order = {c: i for i, c in enumerate(CONDITIONS)}
     records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"], r["seed"]))
+    transfer = [r for r in records if r["arch"] != "convnet"]
+    records = [r for r in records if r["arch"] == "convnet"]
     main_runs = [r for r in records if r["seed"] == 0]
     clean = {(r["adv_radius"], r["defense"]): r for r in main_runs if r["data"] == "clean"}
     rows = [{"condition": condition(r), "method": r["method"],
@@ -184,6 +205,7 @@ def summary() -> None:
                           ("protected", "protected"), ("ratio", "ratio")])
     lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
     lines += seed_spread(records)
+    lines += transfer_table(transfer)
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
     for name, t in timings.items():
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
@@ -202,6 +224,8 @@ def main() -> None:
     ap.add_argument("--conditions", default=",".join(CONDITIONS),
                     help=f"comma-separated, from {', '.join(CONDITIONS)}")
     ap.add_argument("--seed", type=int, default=0, help="victim seed (0: the main table; others: the spread)")
+    ap.add_argument("--victim-arch", default=None, metavar="NAME:WIDTH",
+                    help="victims of another architecture, e.g. resnet18:16 or mobilenetv2:8 (transfer)")
     ap.add_argument("--victims", default=None,
                     help="comma-separated victims to train: clean and/or generator names (default: all)")
     args = ap.parse_args()
@@ -218,7 +242,7 @@ def main() -> None:
             protect(name, Path(weights), subset, args.work, extra.get(name, []))
     if args.stage in ("all", "eval"):
         victims = args.victims.split(",") if args.victims else ["clean", *gens]
-        evaluate(victims, conditions, subset, args.work, args.seed)
+        evaluate(victims, conditions, subset, args.work, args.seed, args.victim_arch)
     summary()
 
 
