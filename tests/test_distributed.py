@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,6 +140,11 @@ def test_train_generator_on_torchrun_resumes_after_a_dead_rank(tmp_path: Path):
     died = torchrun("train-generator", data, "-o", resumed, *TINY_TRAIN, die_rank=1, die_at=2)
     assert died.returncode != 0 and not resumed.exists()
     assert resumed.with_suffix(".ckpt.safetensors").exists()                     # the last checkpoint is intact
+    other = tmp_path / "one-process.safetensors"                                # resumed by another number
+    shutil.copy(resumed.with_suffix(".ckpt.safetensors"), other.with_suffix(".ckpt.safetensors"))
+    single = runner.invoke(app, ["train-generator", str(data), "-o", str(other), *TINY_TRAIN, "--resume"])
+    assert single.exit_code == 0, single.output
+    assert load_generator(other)[1].metrics["steps_done"] == 4
     again = torchrun("train-generator", data, "-o", resumed, *TINY_TRAIN, "--resume")
     assert again.returncode == 0, again.stderr[-2000:]
     a, card = load_generator(straight)
