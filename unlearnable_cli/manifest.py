@@ -27,7 +27,7 @@ from .distributed import SINGLE, Shard
 from .weights import GeneratorCard
 
 if TYPE_CHECKING:
-    from .protect import Entry
+    from .scan import Entry
 
 MANIFEST = "manifest.json"
 JOURNAL = ".manifest.journal.jsonl"

@@ -25,52 +25,28 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import classwise, labels as labelling, manifest, seeding, transforms
+from . import labels as labelling, manifest, seeding
 from .config import ConfigError, ProtectConfig
-from .budget import level_map
 from .distributed import SINGLE, Shard, gather_json
 from .folders import check_folders, find_inputs, output_names, prepare_output
 from .imageio import DecodedImage, ImageReadError, read_image, write_image
 from .manifest import is_finished, previous_records
 from .metrics import psnr
 from .preview import preview_sheet, spread
-from .noise import ErrorMinimizingNoise
-from .weights import GeneratorCard, state_tensors, tensors_digest
+from .protector import Protector, check_options, quantize
+from .scan import Entry, scan, to_tensor
+from .weights import GeneratorCard
 
-#: protect options that shape an optimization, which a class-wise generator does not run.
-NOISE_OPTIONS = ("--steps", "--step-size", "--eot-samples", "--random-radius", "--eot-grayscale", "--eot-scale")
+__all__ = ["Entry", "ProtectSummary", "Protector", "check_options", "protect_folder", "quantize"]
 
 #: The full manifest is rewritten at most this often (and at the end); in between,
 #: finished records go to the journal (:mod:`manifest`).
 MANIFEST_INTERVAL_S = 30.0
 
-#: Files read together while scanning; their thumbnails go through the generator as one
-#: batch.  Chunks are cut from the file list, so any number of processes computes the
-#: same log-probabilities (and labels) as one.
-SCAN_CHUNK = 256
-
 #: ``progress(phase, done, total)``: phase ``"read"`` (decoding for labels) or ``"protect"``.
 Progress = Callable[[str, float, int], None]
-
-
-@dataclass
-class Entry:
-    """One input image: where it is, where its output goes, and what the scan learnt."""
-
-    source: Path
-    rel: str
-    output_rel: str
-    shape: tuple[int, int, int] = (0, 0, 0)   # (H, W, C) after orientation, C = 1 or 3
-    has_alpha: bool = False
-    label: int = -1
-    loss_before: float = float("nan")          # surrogate loss of the unprotected image
-
-    @property
-    def group(self) -> str:
-        return str(Path(self.rel).parent.as_posix())
 
 
 @dataclass
@@ -95,174 +71,6 @@ class ProtectSummary:
     @property
     def manifest(self) -> Path:
         return self.output_dir / manifest.MANIFEST
-
-
-def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor) -> torch.Tensor:
-    """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel
-    (a number, or a per-pixel map that broadcasts against ``x_u8``)."""
-    base = x_u8.float()
-    moved = torch.round(base + delta * 255)
-    return torch.minimum(torch.maximum(moved, base - levels), base + levels).clamp(0, 255).to(torch.uint8)
-
-
-def is_class_wise(card: GeneratorCard) -> bool:
-    """Whether the generator carries one fixed pattern per class (class-wise EM) instead of
-    having its noise optimized per image."""
-    return bool(card.hyperparameters.get("class_wise"))
-
-
-def check_options(card: GeneratorCard, given: list[str], path: Path | None = None) -> None:
-    """Refuse options (``given``: the ones a person set) that the generator's method does not
-    read: optimization options for a class-wise generator, ``--score-step`` for all but TUE."""
-    unused = [o for o in given if o in NOISE_OPTIONS]
-    if is_class_wise(card) and unused:
-        raise ConfigError(f"{path or 'the generator'}: a class-wise EM generator adds its class's fixed pattern, "
-                          f"with no optimization; {', '.join(unused)} do not apply to it")
-    if "--score-step" in given and card.method != "tue":
-        raise ConfigError(f"{path or 'the generator'}: --score-step is TUE's data-collapse step; this "
-                          f"generator's method is {card.method}, which has no score estimator")
-
-
-class Protector:
-    """Noise computation for batches of same-shape images against one generator."""
-
-    def __init__(self, model: nn.Module, card: GeneratorCard, cfg: ProtectConfig,
-                 device: torch.device, extras: dict[str, torch.Tensor] | None = None) -> None:
-        self.model, self.card, self.cfg, self.device = model, card, cfg, device
-        self.noise_config = cfg.noise_config(card)
-        self.extras = extras or {}
-        self.engine = ErrorMinimizingNoise(model, self.noise_config, tuple(card.input_size),
-                                           score_model=self._score_model() if card.method == "tue" else None)
-        self.patterns = None
-        if is_class_wise(card):
-            if classwise.PATTERNS not in self.extras:
-                raise ConfigError("this class-wise EM generator holds no patterns (tensor "
-                                  f"{classwise.PATTERNS!r} is missing)")
-            self.patterns = self.extras[classwise.PATTERNS].to(device).float()
-
-    def _score_model(self) -> nn.Module:
-        """TUE: the score estimator stored beside the generator (tensors under ``score.``)."""
-        from .score import PREFIX, build_score
-        state = {k[len(PREFIX):]: v.cpu() for k, v in self.extras.items() if k.startswith(PREFIX)}
-        if not state or "score_arch" not in self.card.hyperparameters:
-            raise ConfigError("this TUE generator holds no score estimator (no tensors under 'score.')")
-        score = build_score(self.card.hyperparameters["score_arch"], self.card.num_classes)
-        score.load_state_dict(state, strict=True)
-        return score.to(self.device).eval()
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 of the generator's tensors (model and extras), as its file records it."""
-        return tensors_digest({**state_tensors(self.model), **{k: v.cpu() for k, v in self.extras.items()}})
-
-    def thumbnails(self, images: torch.Tensor) -> torch.Tensor:
-        """Deterministic full-frame resize of (B, 3, H, W) [0, 1] images to the generator input."""
-        b, _, h, w = images.shape
-        if (h, w) == tuple(self.card.input_size):
-            return images.contiguous(memory_format=torch.channels_last)   # already the input: exact
-        return transforms.apply(images, transforms.identity_params(b, (h, w), tuple(self.card.input_size),
-                                                                   self.device))
-
-    @torch.no_grad()
-    def log_probs(self, thumbnails: torch.Tensor) -> torch.Tensor:
-        """Generator log-probabilities (N, K) for images already at its input size."""
-        return F.log_softmax(self.model(thumbnails.to(self.device)), 1).cpu()
-
-    def protect(self, x_u8: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                on_step: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Protect a batch ``(B, C, H, W)`` uint8 (C = 1 grayscale or 3 RGB).
-
-        Returns (protected uint8 of the same shape, surrogate loss of the protected images).
-        ``on_step(k, K_u)`` reports the noise steps as they finish.
-        """
-        gray = x_u8.shape[1] == 1
-        x = x_u8.to(self.device).float() / 255
-        x3 = x.expand(-1, 3, -1, -1) if gray else x
-        labels = labels.to(self.device)
-        levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
-        radius = levels / 255 if isinstance(levels, torch.Tensor) else None
-        if self.patterns is not None:         # class-wise: the class's pattern, resized; nothing to optimize
-            delta = classwise.apply_patterns(self.patterns, labels, tuple(x.shape[-2:]), gray)
-            if on_step:
-                on_step(1, 1)
-        else:
-            delta = self.engine(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
-        out = quantize(x_u8.to(self.device), delta, levels)
-        out3 = (out.float() / 255).expand(-1, 3, -1, -1)
-        after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
-        return out.cpu(), after
-
-
-def _to_tensor(img: DecodedImage) -> torch.Tensor:
-    return torch.from_numpy(img.pixels).permute(2, 0, 1)
-
-
-def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
-         on_error: Callable[[str, str], None], shard: Shard = SINGLE, chunk: int = SCAN_CHUNK,
-         progress: Callable[[int], None] = lambda n: None,
-         on_remote_error: Callable[[str, str], None] = lambda rel, reason: None) -> tuple[list[Entry], list[str]]:
-    """Decode every image once: record shape and alpha, assign labels, note the loss before.
-
-    Files are read in chunks of ``chunk``, whose thumbnails go through the generator
-    together (batched, bounded memory).  Under torchrun each rank reads the chunks it
-    owns and the ranks exchange what they found (``on_remote_error`` hears of the files
-    another rank could not read), so every rank ends with the same entries and labels.
-    Returns the readable entries and the labelling warnings.
-    """
-    found: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]] = {}
-    failures: list[tuple[int, str]] = []
-    read = 0
-    for c, start in enumerate(range(0, len(entries), chunk)):
-        if shard.talks and not shard.owns(c):
-            continue
-        thumbs, readable = [], []
-        for i in range(start, min(start + chunk, len(entries))):
-            progress(read)
-            read += 1
-            try:
-                img = read_image(entries[i].source, cfg.max_pixels)
-            except ImageReadError as err:
-                on_error(entries[i].rel, err.reason)
-                failures.append((i, err.reason))
-                continue
-            x = _to_tensor(img)[None].to(protector.device).float() / 255
-            thumbs.append(protector.thumbnails(x.expand(-1, 3, -1, -1)))
-            readable.append((i, img.pixels.shape, img.alpha is not None))
-        if thumbs:
-            lp = protector.log_probs(torch.cat(thumbs))
-            found.update({i: (shape, alpha, lp[j]) for j, (i, shape, alpha) in enumerate(readable)})
-    if shard.talks:
-        found, failures = _exchange(found, failures, entries, on_remote_error)
-    ok = []
-    for i in sorted(found):
-        e = entries[i]
-        e.shape, e.has_alpha = found[i][0], found[i][1]
-        ok.append(e)
-    if not ok:
-        return ok, []
-    lp = torch.stack([found[i][2] for i in sorted(found)])
-    assignment = labelling.assign_labels(cfg.labels, lp.exp(), [e.group for e in ok], protector.card.class_names)
-    for i, (e, label) in enumerate(zip(ok, assignment.labels)):
-        e.label, e.loss_before = label, -lp[i, label].item()
-    return ok, assignment.warnings
-
-
-def _exchange(found: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]], failures: list[tuple[int, str]],
-              entries: list[Entry], on_remote_error: Callable[[str, str], None]
-              ) -> tuple[dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]], list[tuple[int, str]]]:
-    """Every rank's scan results on every rank (log-probabilities travel as exact float32 values)."""
-    mine = {"found": [[i, list(shape), alpha, row.tolist()] for i, (shape, alpha, row) in found.items()],
-            "failed": failures}
-    merged: dict[int, tuple[tuple[int, int, int], bool, torch.Tensor]] = {}
-    all_failures: list[tuple[int, str]] = []
-    for part in gather_json(mine):
-        for i, shape, alpha, row in part["found"]:  # type: ignore[index]
-            merged[i] = (tuple(shape), alpha, torch.tensor(row, dtype=torch.float32))
-        for i, reason in part["failed"]:  # type: ignore[index]
-            if (i, reason) not in failures:
-                on_remote_error(entries[i].rel, reason)
-            all_failures.append((i, reason))
-    return merged, all_failures
 
 
 def make_batches(entries: list[Entry], cfg: ProtectConfig) -> list[list[Entry]]:
@@ -376,7 +184,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         images, keep = read_batch(batch, todo, cfg, failed)
         if not keep:
             continue
-        x_u8 = torch.stack([_to_tensor(img) for img in images])
+        x_u8 = torch.stack([to_tensor(img) for img in images])
         labels = torch.tensor([e.label for e in keep])
         out, after = protector.protect(x_u8, labels, batch_generator(cfg, batch),
                                        on_step=lambda k, n: progress("protect", written + len(todo) * k / n,
@@ -459,7 +267,7 @@ def write_previews(chosen: list[Entry], batches: list[list[Entry]], protector: P
         images, keep = read_batch(batch, batch, cfg, lambda rel, reason: summary.failed.append((rel, reason)))
         if not keep:
             continue
-        x_u8 = torch.stack([_to_tensor(img) for img in images])
+        x_u8 = torch.stack([to_tensor(img) for img in images])
         out, _ = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
                                    on_step=lambda k, n: progress(done + len(keep) * k / n))
         for i, e in enumerate(keep):

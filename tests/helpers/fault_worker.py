@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 
-from unlearnable_cli import protect, train
+from unlearnable_cli import protector, train
 from unlearnable_cli.cli import app
 
 DIE_RANK = int(os.environ.get("UNLEARNABLE_TEST_DIE_RANK", "-1"))
 DIE_AT = int(os.environ.get("UNLEARNABLE_TEST_DIE_STEP", "-1"))
 
 if int(os.environ.get("RANK", "0")) == DIE_RANK:
-    real_step, real_protect = train.Trainer.sem_step, protect.Protector.protect
+    real_step, real_protect = train.Trainer.sem_step, protector.Protector.protect
     calls = {"batches": 0}
 
     def sem_step(self):  # type: ignore[no-untyped-def]
@@ -31,6 +31,6 @@ if int(os.environ.get("RANK", "0")) == DIE_RANK:
         return real_protect(self, *args, **kwargs)
 
     train.Trainer.sem_step = sem_step  # type: ignore[method-assign]
-    protect.Protector.protect = protect_batch  # type: ignore[method-assign]
+    protector.Protector.protect = protect_batch  # type: ignore[method-assign]
 
 app(prog_name="unlearnable")
