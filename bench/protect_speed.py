@@ -123,8 +123,9 @@ def transform_overhead(n: int, reps: int) -> dict[str, float]:
     return {"ours_s": timed(ours).wall / reps, "kornia_s": timed(kornia).wall / reps}
 
 
-def twelve_mp(weights: Path, tmp: Path) -> dict[str, float]:
-    """Protect one 4000x3000 photo via the CLI in a child process; wall time and peak RSS."""
+def twelve_mp(weights: Path, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """Protect one 4000x3000 photo via the CLI in a child process (``extra``: more protect
+    options); wall time and peak RSS."""
     from PIL import Image
     from skimage import data
     photo = tmp / "big" / "photo.jpg"
@@ -138,7 +139,7 @@ from unlearnable_cli.cli import app
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 r = CliRunner().invoke(app, ["protect", "{photo.parent}", "-o", "{tmp / 'big-out'}", "--weights", "{weights}",
-                             "--device", "cpu", "--quiet"])
+                             "--device", "cpu", "--quiet", *{list(extra)!r}])
 wall = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(r.exit_code, wall, base, peak)
