@@ -269,3 +269,10 @@ def test_eval_warns_when_the_baseline_did_not_learn_or_the_test_set_is_too_small
     small_set = result_warnings(_report([60.0, 70.0], [50.0, 55.0], 20))
     assert len(small_set) == 1 and "overlap" in small_set[0] and "20 images" in small_set[0]
     assert result_warnings(_report([60.0, 70.0], [10.0, 12.0], 1000)) == []
+
+
+def test_every_shipped_name_resolves_to_a_verified_generator():
+    for name in weights.SHIPPED:
+        model, card = weights.load_generator(weights.shipped_path(name))     # checks the tensors' SHA-256
+        assert card.num_classes >= 2 and card.input_size[0] >= 32
+    assert read_card(weights.shipped_path("faces")).input_size == (64, 64)

@@ -34,6 +34,7 @@ FORMAT_VERSION = 1
 #: Shipped generators by name (``protect --weights cifar10``): name -> file in ``weights/``.
 SHIPPED: dict[str, str] = {
     "cifar10": "sem-resnet18w16-cifar10.safetensors",
+    "faces": "sem-resnet18w16-lfw10-64px.safetensors",
 }
 #: The generator ``protect`` uses when ``--weights`` is not given.
 DEFAULT_GENERATOR = "cifar10"
