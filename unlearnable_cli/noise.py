@@ -115,10 +115,7 @@ class ErrorMinimizingNoise:
     def _collapse_gradient(self, images: torch.Tensor, delta: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """∇_δ Σ_i ‖s_φ(x_i + δ_i, y_i)‖₂, the score estimator seeing the images as the
         generator does (resized to its input; no random transform)."""
-        b, _, h, w = images.shape
-        x = images + delta
-        if (h, w) != tuple(self.input_hw):
-            x = transforms.apply(x, transforms.identity_params(b, (h, w), self.input_hw, images.device))
+        x = transforms.resize_to(images + delta, self.input_hw)
         with eval_mode(self.score_model):  # type: ignore[arg-type]
             norm = self.score_model(x, labels).flatten(1).norm(dim=1).sum()  # type: ignore[misc]
         return torch.autograd.grad(norm, delta)[0]

@@ -85,11 +85,7 @@ class Protector:
 
     def thumbnails(self, images: torch.Tensor) -> torch.Tensor:
         """Deterministic full-frame resize of (B, 3, H, W) [0, 1] images to the generator input."""
-        b, _, h, w = images.shape
-        if (h, w) == tuple(self.card.input_size):
-            return images.contiguous(memory_format=torch.channels_last)   # already the input: exact
-        return transforms.apply(images, transforms.identity_params(b, (h, w), tuple(self.card.input_size),
-                                                                   self.device))
+        return transforms.resize_to(images, tuple(self.card.input_size))
 
     @torch.no_grad()
     def log_probs(self, thumbnails: torch.Tensor) -> torch.Tensor:

@@ -136,6 +136,16 @@ def identity_params(n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
     return sample_params(TransformSpec.identity(), n, in_hw, out_hw, device=device)
 
 
+def resize_to(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """``x`` ``(B, C, H, W)`` as the generator sees it without a random draw: the
+    deterministic full-frame resize to ``out_hw``, or ``x`` itself (channels-last)
+    when it is already that size.  Differentiable in ``x``."""
+    b, _, h, w = x.shape
+    if (h, w) == tuple(out_hw):
+        return x.contiguous(memory_format=torch.channels_last)
+    return apply(x, identity_params(b, (h, w), tuple(out_hw), x.device))
+
+
 def apply(x: torch.Tensor, params: Params) -> torch.Tensor:
     """Apply J draws of t to each of B images without copying the images J times.
 
