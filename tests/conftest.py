@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import io
+import os
+import signal
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -27,6 +31,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "shared_data" in item.keywords:
             item.add_marker(skip)
+@contextlib.contextmanager
+def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, step: int) -> Iterator[None]:
+    """Inside the block, ``cls.method`` sends this process SIGINT (a Ctrl-C) once it has
+    returned with ``self.step == step``; the real method is back afterwards."""
+    real = getattr(cls, method)
+
+    def then_ctrl_c(self):  # type: ignore[no-untyped-def]
+        result = real(self)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(cls, method, then_ctrl_c)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(cls, method, real)
+
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from unlearnable_cli.config import Method, Preset, train_config
 from unlearnable_cli.train import Interrupted, Trainer, train_generator
 from unlearnable_cli.weights import WeightsError, load_generator_file
 
-from conftest import tinted_classes
+from conftest import ctrl_c_after, tinted_classes
 
 runner = CliRunner()
 
@@ -109,18 +107,8 @@ def test_class_wise_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pyt
     data = tinted_classes(tmp_path / "data", ["red", "green"], 8)
     straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     train_generator(data, straight, config(), torch.device("cpu"), show_progress=False)
-    real_round = Trainer.em_round
-
-    def round_then_ctrl_c(self):
-        result = real_round(self)
-        if self.step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(Trainer, "em_round", round_then_ctrl_c)
-    with pytest.raises(Interrupted):
+    with ctrl_c_after(monkeypatch, Trainer, "em_round", 2), pytest.raises(Interrupted):
         train_generator(data, resumed, config(), torch.device("cpu"), show_progress=False)
-    monkeypatch.setattr(Trainer, "em_round", real_round)
     train_generator(data, resumed, config(), torch.device("cpu"), resume=True, show_progress=False)
     a, b = load_generator_file(straight), load_generator_file(resumed)
     assert a.digest == b.digest

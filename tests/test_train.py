@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,8 @@ from unlearnable_cli.config import ConfigError, Preset, train_config
 from unlearnable_cli.noise import Method
 from unlearnable_cli.train import Interrupted, Trainer, train_generator
 from unlearnable_cli.weights import load_generator, read_card
+
+from conftest import ctrl_c_after
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--steps", "4", "--batch-size", "8", "--noise-steps", "2",
@@ -65,20 +65,12 @@ def test_resume_after_interrupt_equals_uninterrupted(dataset, tmp_path, monkeypa
     straight = tmp_path / "straight.safetensors"
     train_generator(dataset, straight, cfg, torch.device("cpu"), show_progress=False)
 
-    real_step = Trainer.sem_step
-
-    def step_then_ctrl_c(self):
-        result = real_step(self)
-        if self.step == 2:                       # Ctrl-C arrives during the 3rd step
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(Trainer, "sem_step", step_then_ctrl_c)
     resumed = tmp_path / "resumed.safetensors"
-    with pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
+    # Ctrl-C arrives after the 2nd step, so the 3rd is the one interrupted
+    with ctrl_c_after(monkeypatch, Trainer, "sem_step", 2), \
+            pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
         train_generator(dataset, resumed, cfg, torch.device("cpu"), show_progress=False)
     assert resumed.with_suffix(".ckpt.safetensors").exists() and not resumed.exists()
-    monkeypatch.setattr(Trainer, "sem_step", real_step)
     train_generator(dataset, resumed, cfg, torch.device("cpu"), resume=True, show_progress=False)
     a, _ = load_generator(straight)
     b, _ = load_generator(resumed)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from unlearnable_cli.score import ScoreConfig, held_out_loss, load_score, train_
 from unlearnable_cli.train import Interrupted, Trainer, train_generator
 from unlearnable_cli.weights import load_generator_file
 
-from conftest import tinted_classes, tiny_model
+from conftest import ctrl_c_after, tinted_classes, tiny_model
 
 runner = CliRunner()
 TINY = dict(method=Method.TUE, arch="convnet", width=4, steps=4, batch_size=8, noise_steps=2, adv_steps=2,
@@ -104,18 +102,8 @@ def test_tue_resume_equals_uninterrupted_and_a_bad_score_file_is_named(tmp_path:
     cfg = train_config(Preset.CPU, **TINY)
     straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     train_generator(data, straight, cfg, torch.device("cpu"), show_progress=False)
-    real_step = Trainer.sem_step
-
-    def step_then_ctrl_c(self):
-        result = real_step(self)
-        if self.step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(Trainer, "sem_step", step_then_ctrl_c)
-    with pytest.raises(Interrupted):
+    with ctrl_c_after(monkeypatch, Trainer, "sem_step", 1), pytest.raises(Interrupted):
         train_generator(data, resumed, cfg, torch.device("cpu"), show_progress=False)
-    monkeypatch.setattr(Trainer, "sem_step", real_step)
     score_file = resumed.with_suffix(".score.safetensors")
     good = score_file.read_bytes()
     score_file.write_bytes(good[:-7] + bytes(7))                          # corrupted

@@ -61,6 +61,7 @@ def protect(
     budget: Annotated[Optional[Budget], typer.Option(help="uniform (default): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
     score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
     eot_scale: Annotated[Optional[float], typer.Option(help="Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, 0.8); smaller makes the noise work at finer scales too.")] = None,
+    highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default; try 16; see docs/protect.md). The bound is unchanged.")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
@@ -87,7 +88,7 @@ def protect(
                          eot_grayscale=eot_grayscale, labels=labels, batch_size=batch_size, seed=seed,
                          overwrite=overwrite, keep_exif=keep_exif, max_pixels=max_pixels,
                          output_format=output_format, preview=preview, budget=budget, eot_min_scale=eot_scale,
-                         score_step=None if score_step is None else levels(score_step))
+                         highpass=highpass, score_step=None if score_step is None else levels(score_step))
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     root = input_path.parent if input_path.is_file() else input_path
 
@@ -109,7 +110,7 @@ def protect(
         generator = load_generator_file(weights_path, dev)
         given = {"--steps": steps, "--step-size": step_size, "--eot-samples": eot_samples,
                  "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale,
-                 "--score-step": score_step}
+                 "--score-step": score_step, "--highpass": highpass}
         check_options(generator.card, [k for k, v in given.items() if v is not None], weights_path)
         with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
                                               "images", TimeRemainingColumn(), console=err_console,

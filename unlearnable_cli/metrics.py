@@ -55,6 +55,31 @@ def low_frequency_share(original: torch.Tensor, protected: torch.Tensor, block: 
     return means.square().sum().item() * block * block / total
 
 
+def spectral_low_share(original: torch.Tensor, protected: torch.Tensor, period: float = 16) -> float:
+    """Share of the noise's energy at spatial periods longer than ``period`` pixels, from
+    its Fourier spectrum (radial frequency below 1/``period`` cycles per pixel, DC included).
+
+    A cross-check of :func:`low_frequency_share` that knows nothing of block grids, so a
+    noise shaped against 16×16 blocks (``protect --highpass``) cannot pass it by alignment
+    alone.  White noise gives about π/period² (the disc's share of the frequency square),
+    a constant shift 1.
+    """
+    delta = (protected.float() - original.float())
+    power = torch.fft.rfft2(delta).abs().square()
+    fy = torch.fft.fftfreq(delta.shape[-2])[:, None]
+    fx = torch.fft.rfftfreq(delta.shape[-1])[None, :]
+    weight = torch.full_like(fx.expand(fy.shape[0], -1), 2.0)   # rfft keeps one of each ± pair of columns
+    weight[:, 0] = 1
+    if delta.shape[-1] % 2 == 0:
+        weight[:, -1] = 1
+    power = power * weight
+    total = power.sum().item()
+    if total == 0:
+        return 0.0
+    low = (fy.square() + fx.square()) < (1 / period) ** 2
+    return (power * low).sum().item() / total
+
+
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (as fractions); (0, 1) when ``n`` is 0."""
     if n <= 0:

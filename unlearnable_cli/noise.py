@@ -14,6 +14,10 @@ with the method deciding δʳ_j:
   mode of its class's density under TUE's score estimator (data collapse, Fang et
   al.; :mod:`score`).
 
+With ``highpass`` > 1 (``protect --highpass``, for photos) each step also removes
+δ's structure coarser than that many pixels (:func:`coarse_part`) before the
+projection, so the noise cannot form bands; the bound is enforced after it.
+
 All J draws of all images are sampled and transformed in batched tensor ops
 (draw-major); on a CPU the model sees them in balanced chunks of whole draws of at
 most ``max_forward`` images, because there one 640-image forward is far slower per
@@ -35,7 +39,7 @@ from . import transforms
 from .attacks import PGD, eval_mode, uniform_like
 from .config import Method, NoiseConfig
 
-__all__ = ["ErrorMinimizingNoise", "Method", "NoiseConfig", "ball_bounds", "draws_per_chunk"]
+__all__ = ["ErrorMinimizingNoise", "Method", "NoiseConfig", "ball_bounds", "coarse_part", "draws_per_chunk"]
 
 
 class ErrorMinimizingNoise:
@@ -103,9 +107,13 @@ class ErrorMinimizingNoise:
                     grad += torch.autograd.grad(loss, delta)[0]
                 collapse = self._collapse_gradient(images, delta, labels) if self.score_model is not None else None
                 delta = delta.detach()                     # in place: full-resolution tensors are large
+                if cfg.highpass > 1:                       # steepest sign step within the fine band
+                    grad.sub_(coarse_part(grad, cfg.highpass))
                 delta.sub_(grad.sign_(), alpha=cfg.step_size)
                 if collapse is not None:
                     delta.sub_(collapse.sign_(), alpha=cfg.score_step)
+                if cfg.highpass > 1:
+                    delta.sub_(coarse_part(delta, cfg.highpass))
                 delta.clamp_(lo, hi)
                 if on_step is not None:
                     on_step(step + 1, cfg.steps)
@@ -119,6 +127,22 @@ class ErrorMinimizingNoise:
         with eval_mode(self.score_model):  # type: ignore[arg-type]
             norm = self.score_model(x, labels).flatten(1).norm(dim=1).sum()  # type: ignore[misc]
         return torch.autograd.grad(norm, delta)[0]
+
+
+def coarse_part(delta: torch.Tensor, size: int) -> torch.Tensor:
+    """The part of ``delta`` ``(B, C, H, W)`` that varies more slowly than ``size`` pixels:
+    its ``size``×``size`` block means, bilinearly interpolated back to full size.
+
+    ``protect --highpass`` subtracts it after every step, so that sign steps cannot
+    drive whole regions to ±ρ_u together (the bands and blotches that show on skin or
+    sky); what is left is finer than ``size`` pixels.  Linear, O(H·W), no larger
+    temporary than ``delta``.  Images smaller than one block are returned unchanged.
+    """
+    h, w = delta.shape[-2:]
+    if min(h, w) < size:
+        return torch.zeros((), device=delta.device, dtype=delta.dtype)
+    means = F.avg_pool2d(delta, size, ceil_mode=True)
+    return F.interpolate(means, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def draws_per_chunk(draws: int, batch: int, cap: int) -> int:

@@ -23,7 +23,8 @@ from .noise import ErrorMinimizingNoise
 from .weights import GeneratorCard, state_tensors, tensors_digest
 
 #: protect options that shape an optimization, which a class-wise generator does not run.
-NOISE_OPTIONS = ("--steps", "--step-size", "--eot-samples", "--random-radius", "--eot-grayscale", "--eot-scale")
+NOISE_OPTIONS = ("--steps", "--step-size", "--eot-samples", "--random-radius", "--eot-grayscale", "--eot-scale",
+                 "--highpass")
 
 def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor) -> torch.Tensor:
     """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel

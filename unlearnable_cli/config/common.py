@@ -73,6 +73,7 @@ class NoiseConfig:
     transform: TransformSpec = TransformSpec()
     grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
     score_step: float = 0.0          # α_s, TUE's data-collapse step along −sign ∇_δ ‖s_φ(x+δ, y)‖ (0: off)
+    highpass: int = 0                # photos: after each step remove δ's structure coarser than this many pixels (0: off)
     max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
 
 

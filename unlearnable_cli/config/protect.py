@@ -41,6 +41,7 @@ class ProtectConfig:
     budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)
     eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
     score_step: float | None = None       # TUE: α_s (None: the generator's)
+    highpass: int = 0                     # photos: keep the noise finer than this many pixels (0: off; noise.coarse_part)
 
     @property
     def alpha(self) -> float:
@@ -65,7 +66,7 @@ class ProtectConfig:
             random_radius=default_rr if self.random_radius is None else self.random_radius,
             adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
             adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
-            transform=spec, grayscale_draws=self.eot_grayscale,
+            transform=spec, grayscale_draws=self.eot_grayscale, highpass=self.highpass,
             score_step=(float(hyper.get("score_step", 0.0)) if self.score_step is None else self.score_step)
             if tue else 0.0)
 
@@ -92,6 +93,7 @@ class ProtectConfig:
             (self.preview >= 0, "--preview must not be negative"),
             (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
             (self.score_step is None or self.score_step >= 0, "--score-step must not be negative"),
+            (self.highpass == 0 or self.highpass >= 2, "--highpass must be 0 (off) or at least 2 pixels"),
         ]
         for ok, message in checks:
             if not ok:
