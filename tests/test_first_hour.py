@@ -178,12 +178,17 @@ def test_plain_summary_and_class_mapping_with_verbose(tmp_path: Path, tiny_weigh
     assert "Protected 2 image(s)" in text and "at most 8 of 255 levels" in text
     assert "not hidden, encrypted or watermarked" in text
     assert re.search(r"The outputs take [\d.]+ KB as PNG \([\d.]+x the", text)
-    assert "pushed towards generator class" not in text
-    result = run("protect", tmp_path / "in", "-o", tmp_path / "out2", "--weights", tiny_weights, *FAST, "--verbose")
-    manifest = json.loads((tmp_path / "out2" / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
     cats = next(r["class"] for r in manifest["images"] if r["source"] == "cats/a.jpg")
-    assert f"folder `cats` → pushed towards generator class `{cats}`" in result.output
-    assert "Any distinct class per folder works" in result.output.replace("\n", " ")
+    assert f"folder `cats` → pushed towards generator class `{cats}`" in result.output   # 2 folders: named
+    assert "Any distinct class per folder works" in text and "to a person the photos do not look like it" in text
+    for i in range(2):                                        # 4 folders: counted, named with --verbose
+        save(small("coffee", 40), tmp_path / "in" / f"more{i}" / "c.jpg", quality=90)
+    result = run("protect", tmp_path / "in", "-o", tmp_path / "out2", "--weights", tiny_weights, *FAST)
+    assert "The 4 folders were each pushed towards one of the generator's classes" in result.output.replace("\n", " ")
+    assert "folder `cats`" not in result.output
+    result = run("protect", tmp_path / "in", "-o", tmp_path / "out3", "--weights", tiny_weights, *FAST, "--verbose")
+    assert "folder `more1` → pushed towards generator class" in result.output
 
 
 def test_progress_moves_within_a_batch(tmp_path: Path, tiny_weights: Path):

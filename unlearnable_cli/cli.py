@@ -69,7 +69,7 @@ def protect(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (needed to change the generator or settings of a folder that holds outputs).")] = False,
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help=f"Refuse images with more pixels, as possible decompression bombs (default {PROTECT.max_pixels:,}).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also say which folder was pushed towards which generator class.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name the generator class each folder was pushed towards even when there are more than 3 folders.")] = False,
     shard: Annotated[Optional[str], typer.Option(metavar="K/N", help="Do only part K of N, for schedulers that start independent processes (Slurm arrays, indexed Jobs); then a run without --shard writes the manifest. Under torchrun the processes split the work themselves (docs/distributed.md).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -140,8 +140,8 @@ def protect(
     for w in summary.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     from .summary import class_lines, plain_summary, preview_summary
-    if verbose:
-        for line in class_lines(summary.classes):
+    if not cfg.preview:
+        for line in class_lines(summary.classes, verbose):
             console.print(line, highlight=False, soft_wrap=True)
     console.print(preview_summary(summary, cfg) if cfg.preview else plain_summary(summary, cfg),
                   highlight=False, soft_wrap=True)

@@ -72,15 +72,27 @@ def preview_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
             "Nothing else was written; run without --preview to protect every image.")
 
 
-def class_lines(classes: dict[str, str], limit: int = 50) -> list[str]:
-    """``folder `cats` → generator class `deer` ...`` for each folder (``--verbose``)."""
+#: Up to this many folders, protect's summary names each one's class without --verbose.
+SHORT_CLASS_LIST = 3
+
+
+def class_lines(classes: dict[str, str], verbose: bool = False, limit: int = 50) -> list[str]:
+    """``folder `cats` → generator class `deer` ...`` for each folder (at most ``limit``),
+    and why any class is fine, in plain words.  Without ``verbose`` and with more than
+    :data:`SHORT_CLASS_LIST` folders, one line says how many and that ``--verbose`` names them."""
+    if not classes:
+        return []
+    if not verbose and len(classes) > SHORT_CLASS_LIST:
+        return [f"The {len(classes)} folders were each pushed towards one of the generator's classes "
+                "(--verbose lists which; manifest.json records each image's)."]
     lines = [f"folder `{group if group != '.' else '(top folder)'}` → pushed towards generator class `{name}`"
              for group, name in sorted(classes.items())[:limit]]
     if len(classes) > limit:
         lines.append(f"… and {len(classes) - limit} more folders")
-    if lines:
-        lines.append("Any distinct class per folder works: a model trained on the outputs learns "
-                     "\"this noise means this folder\" instead of what the images show.")
+    lines.append("Any distinct class per folder works: a model trained on the outputs learns "
+                 "\"this noise means this folder\" instead of what the images show. The class is only the "
+                 "generator's target: to a person the photos do not look like it (with a face generator, "
+                 "the faces are not made to look like that person).")
     return lines
 
 
