@@ -13,6 +13,7 @@ materializes ``WORK/lfw10/{train,test}/<identity>/<file>`` as symlinks into
 
     python bench/photos.py visibility [--weights cifar10] [--variant NAME=PROTECT-OPTIONS ...]
     python bench/photos.py photo12mp --weights FILE [--variant NAME=PROTECT-OPTIONS ...]
+    python bench/photos.py remeasure       # metrics again from the outputs kept in bench/work
 
 protects the bundled example photos and 50 LFW photos (the first 5 test photos of
 each LFW-10 identity) with the real ``unlearnable protect``, once per variant, and
@@ -27,6 +28,7 @@ import argparse
 import hashlib
 import json
 import shlex
+import statistics
 from pathlib import Path
 
 from common import ROOT, SHARED, WORK, cli, load, record, table, write_markdown
@@ -128,11 +130,36 @@ def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: 
             args = ["protect", folder.relative_to(ROOT) if ROOT in folder.parents else folder, "-o", out,
                     "--weights", weights, "--quiet", *extra]
             seconds = cli(*args)
+            images = json.loads((out / "manifest.json").read_text())["images"]
+            losses = {k: round(statistics.median(r[k] for r in images), 5) for k in ("loss_before", "loss_after")}
             results = {"set": set_name, "variant": name, "protect_options": extra, "weights": weights,
-                       "protect_seconds": round(seconds, 1), **measure(folder, out)}
+                       "protect_seconds": round(seconds, 1), "surrogate_loss_median": losses,
+                       **measure(folder, out)}
             record("photos", f"visibility-{name}-{set_name}", results,
                    command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
             print(name, set_name, results)
+
+
+def remeasure(work: Path, split: dict) -> None:
+    """Recompute the metrics of every visibility record from the outputs it left under
+    ``work`` (metrics added later, e.g. the spectral check), without protecting again;
+    the record keeps its command and machine and gains ``environment.remeasured``."""
+    from common import RESULTS, environment
+    data = load("photos")
+    folders = visibility_inputs(work, split)
+    for rec in data["records"]:
+        r = rec["results"]
+        out = work / f"vis-{r.get('variant')}-{r.get('set')}"
+        if not rec["key"].startswith("visibility-") or not (out / "manifest.json").is_file():
+            continue
+        images = json.loads((out / "manifest.json").read_text())["images"]
+        r["surrogate_loss_median"] = {k: round(statistics.median(i[k] for i in images), 5)
+                                      for k in ("loss_before", "loss_after")}
+        r.update(measure(folders[r["set"]], out))
+        env = environment()
+        rec["environment"]["remeasured"] = {"commit": env["commit"], "date": env["date"]}
+        print(rec["key"], r["spectral_low_share"])
+    (RESULTS / "photos.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def summarize() -> None:
@@ -150,15 +177,20 @@ def summarize() -> None:
                      "spec": (f"{r['spectral_low_share']['mean']:.2f} ({r['spectral_low_share']['worst']:.2f})"
                               if "spectral_low_share" in r else "—"),
                      "psnr": f"{r['psnr_db']['mean']:.1f} ({r['psnr_db']['worst']:.1f})", "linf": r["linf_max"],
+                     "loss": (f"{r['surrogate_loss_median']['loss_before']:.2f} → "
+                              f"{r['surrogate_loss_median']['loss_after']:.4f}" if "surrogate_loss_median" in r
+                              else "—"),
                      "s": r["protect_seconds"]})
     write_markdown("photos", "Photos: visibility of the noise at full size", [
         "Mean (worst) per image over the set; targets at ρ_u = 8: SSIM ≥ 0.95 and low-frequency share ≤ 0.25 "
         "(the noise's energy in 16×16 block averages). Spectral check: its energy at periods over 16 px by its "
-        "Fourier spectrum, which no block grid can game (`metrics.spectral_low_share`).", "",
+        "Fourier spectrum, which no block grid can game (`metrics.spectral_low_share`). Generator loss: the "
+        "generator's cross-entropy on the photos for their target class, median, before → after protection "
+        "(how much the noise still does to the surrogate).", "",
         *table(rows, [("set", "set (images)"), ("variant", "protect options"), ("weights", "generator"),
                       ("ssim", "SSIM"), ("low", "low-frequency share"),
                       ("spec", "spectral check"), ("psnr", "PSNR dB"),
-                      ("linf", "L∞ max"), ("s", "protect s")]),
+                      ("linf", "L∞ max"), ("loss", "generator loss"), ("s", "protect s")]),
         "", "A 12-megapixel photo (4000×3000) through `protect` on this CPU; targets ≤ 20 s and ≤ 2 GiB extra.", "",
         *table(big, [("variant", "protect options"), ("weights", "generator"), ("s", "seconds"),
                      ("mib", "extra MiB")])])
@@ -166,7 +198,7 @@ def summarize() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["split", "visibility", "photo12mp", "summary"])
+    parser.add_argument("stage", choices=["split", "visibility", "remeasure", "photo12mp", "summary"])
     parser.add_argument("--work", type=Path, default=WORK / "photos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default="cifar10", help="generator name or file for the visibility stage")
@@ -191,6 +223,9 @@ def main() -> None:
                            **twelve_mp(Path(args.weights), Path(tmp), tuple(extra))}
             record("photos", f"photo12mp-{name}", results)
             print(results)
+    if args.stage == "remeasure":
+        remeasure(args.work, split)
+        summarize()
     if args.stage == "visibility":
         variants = dict((v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in args.variant) or VARIANTS
         visibility(args.work, args.weights, variants, split)
