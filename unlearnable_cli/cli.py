@@ -299,6 +299,7 @@ def train_generator_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Seed for every random draw (default 0).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
     class_wise: Annotated[bool, typer.Option(help="EM only: one noise pattern per class instead of one per image (the cheapest protection; protect adds the pattern, no optimization).")] = False,
+    highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Keep the training noise finer than PX generator pixels, so the generator learns to rely on fine noise (0 = off, the default); protect such a generator with --highpass at the photo's scale (docs/train-generator.md).")] = None,
     score_step: Annotated[Optional[float], typer.Option(help="TUE: data-collapse step in levels (α_s; default 0.8).")] = None,
     score_sigma: Annotated[Optional[float], typer.Option(help="TUE: noise level of the score estimator's denoising score matching, in levels (σ; default 12.75).")] = None,
     score_steps: Annotated[Optional[int], typer.Option(help="TUE: Adam steps training the score estimator (default 2000).")] = None,
@@ -328,6 +329,7 @@ def train_generator_cmd(
                            image_size=image_size, val_fraction=val_fraction, per_class=per_class,
                            checkpoint_every=checkpoint_every, seed=seed,
                            init=None if init is None else str(init), class_wise=class_wise or None,
+                           highpass=highpass,
                            score_step=lv(score_step), score_sigma=lv(score_sigma), score_steps=score_steps,
                            score_model=None if score_model is None else str(score_model), tue_eot=tue_eot or None)
         from .models import MODELS

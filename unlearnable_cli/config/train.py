@@ -59,6 +59,7 @@ class TrainConfig:
     em_train_steps: int = 10              # EM: model updates per min-min round
     em_stop_accuracy: float = 0.99        # EM: stop once accuracy on x+δ exceeds this
     class_wise: bool = False              # EM: one pattern per class instead of one noise per image
+    highpass: int = 0                     # noise finer than this many generator pixels (0: off; noise.coarse_part)
     score_step: float = 0.8 / 255         # TUE: α_s, the data-collapse step (α_u / 2; the paper gives none)
     score_sigma: float = 0.05             # TUE: σ of the score estimator's denoising score matching
     score_width: int = 24                 # TUE: score estimator width ...
@@ -84,7 +85,8 @@ class TrainConfig:
             steps=self.noise_steps, eot_samples=self.eot_samples,
             random_radius=0.0 if self.deterministic_noise else self.rho_r,
             adv_step_size=self.adv_step_size, adv_steps=self.adv_steps,
-            transform=self.transform_spec(), score_step=self.score_step if self.method is Method.TUE else 0.0)
+            transform=self.transform_spec(), score_step=self.score_step if self.method is Method.TUE else 0.0,
+            highpass=self.highpass)
         if self.deterministic_noise:      # Huang et al. / Fang et al.: no augmentation and no EOT in the noise
             nc = dataclasses.replace(nc, transform=TransformSpec.identity(), eot_samples=1)
         return nc
@@ -114,6 +116,9 @@ class TrainConfig:
             (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (not self.class_wise or self.method is Method.EM, "--class-wise applies to --method em only"),
+            (self.highpass == 0 or self.highpass >= 2, "--highpass must be 0 (off) or at least 2 pixels"),
+            (self.highpass <= self.image_size, "--highpass must not exceed --image-size"),
+            (not (self.highpass and self.class_wise), "--highpass does not apply to --class-wise patterns"),
             (self.score_step > 0 and self.score_sigma > 0 and self.score_steps >= 1,
              "--score-step, --score-sigma and --score-steps must be positive"),
         ]
@@ -138,7 +143,7 @@ class TrainConfig:
 
     #: Fields added after the first checkpoints, with the value those runs always had: a
     #: checkpoint fingerprint leaves them out at that value, so older runs still resume.
-    ADDED_LATER = {"init": None, "stem_stride": 1, "class_wise": False}
+    ADDED_LATER = {"init": None, "stem_stride": 1, "class_wise": False, "highpass": 0}
 
 
 #: Presets: overrides of :class:`TrainConfig` defaults.  ``paper`` is the official SEM
