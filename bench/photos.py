@@ -123,6 +123,13 @@ def measure(clean: Path, protected: Path) -> dict[str, object]:
             "linf_max": max(r["linf"] for r in rows)}
 
 
+def loss_medians(out: Path) -> dict[str, float]:
+    """The generator's loss on the photos for their target class, median over ``out``'s
+    manifest, before and after protection."""
+    images = json.loads((out / "manifest.json").read_text())["images"]
+    return {k: round(statistics.median(r[k] for r in images), 5) for k in ("loss_before", "loss_after")}
+
+
 def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: dict) -> None:
     for set_name, folder in visibility_inputs(work, split).items():
         for name, extra in variants.items():
@@ -130,10 +137,8 @@ def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: 
             args = ["protect", folder.relative_to(ROOT) if ROOT in folder.parents else folder, "-o", out,
                     "--weights", weights, "--quiet", *extra]
             seconds = cli(*args)
-            images = json.loads((out / "manifest.json").read_text())["images"]
-            losses = {k: round(statistics.median(r[k] for r in images), 5) for k in ("loss_before", "loss_after")}
             results = {"set": set_name, "variant": name, "protect_options": extra, "weights": weights,
-                       "protect_seconds": round(seconds, 1), "surrogate_loss_median": losses,
+                       "protect_seconds": round(seconds, 1), "surrogate_loss_median": loss_medians(out),
                        **measure(folder, out)}
             record("photos", f"visibility-{name}-{set_name}", results,
                    command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
@@ -152,9 +157,7 @@ def remeasure(work: Path, split: dict) -> None:
         out = work / f"vis-{r.get('variant')}-{r.get('set')}"
         if not rec["key"].startswith("visibility-") or not (out / "manifest.json").is_file():
             continue
-        images = json.loads((out / "manifest.json").read_text())["images"]
-        r["surrogate_loss_median"] = {k: round(statistics.median(i[k] for i in images), 5)
-                                      for k in ("loss_before", "loss_after")}
+        r["surrogate_loss_median"] = loss_medians(out)
         r.update(measure(folders[r["set"]], out))
         env = environment()
         rec["environment"]["remeasured"] = {"commit": env["commit"], "date": env["date"]}

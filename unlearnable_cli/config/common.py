@@ -53,6 +53,11 @@ class Method(str, Enum):
     TUE = "tue"
 
 
+def highpass_check(pixels: int) -> tuple[bool, str]:
+    """The one rule for ``--highpass`` in ``protect`` and ``train-generator``: off, or a block of at least 2."""
+    return pixels == 0 or pixels >= 2, "--highpass must be 0 (off) or at least 2 pixels"
+
+
 @dataclass(frozen=True)
 class NoiseConfig:
     """Hyperparameters of the noise optimization, all in [0, 1] pixel units.
@@ -73,7 +78,7 @@ class NoiseConfig:
     transform: TransformSpec = TransformSpec()
     grayscale_draws: float = 0.0     # chance that a draw t_j is also converted to grayscale (0: never)
     score_step: float = 0.0          # α_s, TUE's data-collapse step along −sign ∇_δ ‖s_φ(x+δ, y)‖ (0: off)
-    highpass: int = 0                # photos: after each step remove δ's structure coarser than this many pixels (0: off)
+    highpass: int = 0                # after each step remove δ's structure coarser than this many pixels (0: off)
     max_forward: int = 128           # CPU only: largest model batch (chunks of whole draws); CUDA: no cap
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..budget import Budget
 from ..imageio import DEFAULT_MAX_PIXELS, OutputFormat
 from ..transforms import TransformSpec
-from .common import RADIUS, ConfigError, Method, NoiseConfig
+from .common import RADIUS, ConfigError, Method, NoiseConfig, highpass_check
 
 if TYPE_CHECKING:
     from ..weights import GeneratorCard
@@ -93,7 +93,7 @@ class ProtectConfig:
             (self.preview >= 0, "--preview must not be negative"),
             (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
             (self.score_step is None or self.score_step >= 0, "--score-step must not be negative"),
-            (self.highpass == 0 or self.highpass >= 2, "--highpass must be 0 (off) or at least 2 pixels"),
+            highpass_check(self.highpass),
         ]
         for ok, message in checks:
             if not ok:

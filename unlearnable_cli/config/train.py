@@ -8,7 +8,7 @@ from enum import Enum
 
 from typing import TYPE_CHECKING
 
-from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig
+from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, highpass_check
 from ..transforms import TransformSpec
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class TrainConfig:
             (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (not self.class_wise or self.method is Method.EM, "--class-wise applies to --method em only"),
-            (self.highpass == 0 or self.highpass >= 2, "--highpass must be 0 (off) or at least 2 pixels"),
+            highpass_check(self.highpass),
             (self.highpass <= self.image_size, "--highpass must not exceed --image-size"),
             (not (self.highpass and self.class_wise), "--highpass does not apply to --class-wise patterns"),
             (self.score_step > 0 and self.score_sigma > 0 and self.score_steps >= 1,
