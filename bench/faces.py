@@ -117,7 +117,7 @@ def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
 
 
 def personal(name: str, weights: str, identities: int, size: int, per_class: int, holdout: float,
-             extra: list[str]) -> None:
+             epochs: int, extra: list[str]) -> None:
     for person in personal_identities(identities):
         base = HERE / "personal" / person
         me = link_tree(base / "me", {person: LFW / person})
@@ -128,7 +128,8 @@ def personal(name: str, weights: str, identities: int, size: int, per_class: int
         key = f"personal-{person}-{size}-{name}"
         report = HERE / "parts" / f"{key}.json"
         args = ["eval", "--target", me, "--target-protected", me_prot, "--background", background,
-                "--per-class", per_class, "--image-size", size, "--target-holdout", holdout, *VICTIM,
+                "--per-class", per_class, "--image-size", size, "--target-holdout", holdout,
+                "--epochs", epochs, "--batch-size", 32,
                 "--report", report, "--quiet"]
         if not report.exists():
             cli(*args)
@@ -193,8 +194,12 @@ def main() -> None:
     ap.add_argument("--victims", default=None, help="clean and/or NAME (default both)")
     ap.add_argument("--identities", type=int, default=3)
     ap.add_argument("--personal-size", type=int, default=112)
-    ap.add_argument("--background-per-class", type=int, default=20)
+    ap.add_argument("--background-per-class", type=int, default=10,
+                    help="background photos per identity (157 identities of 10-236 photos in ../shared/data/lfw)")
     ap.add_argument("--holdout", type=float, default=0.4)
+    ap.add_argument("--personal-epochs", type=int, default=15,
+                    help="victim epochs in the personal scenario (batch 32): 15 epochs of ~1,430 photos are "
+                         "about as many steps as LFW-10's 30 epochs of 769")
     args = ap.parse_args()
     name = args.name or Path(args.weights).stem
     extra = shlex.split(args.protect_args)
@@ -207,7 +212,7 @@ def main() -> None:
                  args.victims.split(",") if args.victims else ["clean", name])
     elif args.stage == "personal":
         personal(name, args.weights, args.identities, args.personal_size, args.background_per_class,
-                 args.holdout, extra)
+                 args.holdout, args.personal_epochs, extra)
     summary()
 
 
