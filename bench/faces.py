@@ -20,7 +20,12 @@ results/faces.json; ``summary`` writes results/faces.md.
     python bench/faces.py protect --weights faces [--name faces] [--protect-args "--budget texture"]
     python bench/faces.py eval --name faces [--sizes 64,112] [--conditions standard,adv4] [--sites none,jpeg90]
     python bench/faces.py personal --name faces [--identities 3] [--personal-size 112]
+    python bench/faces.py seen --names faces,cifar10 [--sizes 32,64,112,250]
     python bench/faces.py summary
+
+``seen`` measures the noise as a victim sees it: each protected training photo minus its
+original after both are resized to the victim's size as ``eval`` does (8-bit), so one can
+tell how much of the ±ρ_u survives the downscale (a fine sign pattern averages out).
 """
 
 from __future__ import annotations
@@ -100,6 +105,24 @@ def evaluate(name: str, sizes: list[int], conditions: list[str], sites: list[str
                            command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
 
 
+def seen(names: list[str], sizes: list[int]) -> None:
+    """Per protection and victim size: mean |δ|, RMS and the share of values with |δ| ≥ 4 levels
+    (half of ρ_u = 8) of the protected minus the clean training photos, as the victim loads them."""
+    from unlearnable_cli.data import load_pairs
+    for name in names:
+        for size in sizes:
+            clean, prot, _, _, pairs = load_pairs(HERE / "lfw10" / "train", HERE / f"protected-{name}", size, False)
+            d = prot.float() - clean.float()
+            a = d.abs()
+            record("faces", f"seen-{name}-{size}", {
+                "generator": name, "size": size, "images": len(pairs), "mean_abs_levels": round(a.mean().item(), 3),
+                "rms_levels": round(d.pow(2).mean().sqrt().item(), 3),
+                "share_ge4_levels": round((a >= 4).float().mean().item(), 4),
+                "max_levels": int(a.max().item())},
+                command=f"python bench/faces.py seen --names {name} --sizes {size}")
+            del d, a, clean, prot
+
+
 def personal_identities(n: int) -> list[str]:
     """The ``n`` identities with the most photos outside LFW-10 (ties by name)."""
     people = {d.name: len([f for f in d.iterdir() if f.suffix.lower() == ".jpg"])
@@ -171,6 +194,10 @@ def summary() -> None:
         prow.append({"who": res["identity"], "size": res["size"], "gen": res["generator"], "n": n,
                      "clean": cell(by["clean"], n), "prot": cell(by["protected"], n),
                      "ratio": f"{by['protected'] / by['clean']:.2f}" if by["clean"] else "—"})
+    srow = [{"gen": r["results"]["generator"], "size": r["results"]["size"], "n": r["results"]["images"],
+             "mean": f"{r['results']['mean_abs_levels']:.2f}", "rms": f"{r['results']['rms_levels']:.2f}",
+             "ge4": f"{100 * r['results']['share_ge4_levels']:.1f}", "max": r["results"]["max_levels"]}
+            for r in recs if r["key"].startswith("seen-")]
     write_markdown("faces", "Faces: protection on LFW", [
         "LFW-10 (the 10 identities with the most photos, at most 120 each, 85/15 split): accuracy % on the "
         "clean test photos, final epoch [95% interval]; ratio = protected / clean.", "",
@@ -179,12 +206,17 @@ def summary() -> None:
                       ("n", "test photos")]),
         "", "Personal folder: recognition % of the user's held-out clean photos [95% interval].", "",
         *table(prow, [("who", "identity"), ("size", "victim px"), ("gen", "generator"), ("n", "held-out photos"),
-                      ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio")])])
+                      ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio")]),
+        "", "The noise as the victim sees it: protected minus clean training photos, both resized to the victim's "
+        "size as `eval` loads them (8-bit levels; ρ_u = 8).", "",
+        *table(srow, [("gen", "generator"), ("size", "victim px"), ("n", "photos"), ("mean", "mean |δ|"),
+                      ("rms", "RMS"), ("ge4", "% with |δ| ≥ 4"), ("max", "max |δ|")])])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("protect", "eval", "personal", "summary"))
+    ap.add_argument("stage", choices=("protect", "eval", "personal", "seen", "summary"))
+    ap.add_argument("--names", default="faces", help="seen: protections (protected-NAME folders) to measure")
     ap.add_argument("--weights", default="cifar10", help="generator name or file")
     ap.add_argument("--name", default=None, help="name of this protection in the results (default: --weights)")
     ap.add_argument("--protect-args", default="", help="extra protect options, e.g. '--budget texture'")
@@ -210,6 +242,8 @@ def main() -> None:
     elif args.stage == "eval":
         evaluate(name, [int(s) for s in args.sizes.split(",")], args.conditions.split(","), args.sites.split(","),
                  args.victims.split(",") if args.victims else ["clean", name])
+    elif args.stage == "seen":
+        seen(args.names.split(","), [int(s) for s in args.sizes.split(",")])
     elif args.stage == "personal":
         personal(name, args.weights, args.identities, args.personal_size, args.background_per_class,
                  args.holdout, args.personal_epochs, extra)
