@@ -44,7 +44,8 @@ CONDITIONS = {"standard": ["--adv-radius", "0"], "adv2": ["--adv-radius", "2"], 
 #: The victim: eval's quick ConvNet, but with more, smaller steps than its CIFAR recipe: on
 #: 769 photos, 10 epochs of batch 128 are 60 steps, after which the clean victim was still at
 #: chance (13.2% at 64 px, commit b06c9f4's first run).
-VICTIM = ["--epochs", "30", "--batch-size", "32"]
+VICTIM_BATCH = 32
+VICTIM = ["--epochs", "30", "--batch-size", VICTIM_BATCH]
 SITES = ("none", "jpeg90", "jpeg75", "half")
 
 
@@ -152,7 +153,7 @@ def personal(name: str, weights: str, identities: int, size: int, per_class: int
         report = HERE / "parts" / f"{key}.json"
         args = ["eval", "--target", me, "--target-protected", me_prot, "--background", background,
                 "--per-class", per_class, "--image-size", size, "--target-holdout", holdout,
-                "--epochs", epochs, "--batch-size", 32,
+                "--epochs", epochs, "--batch-size", VICTIM_BATCH,
                 "--report", report, "--quiet"]
         if not report.exists():
             cli(*args)
