@@ -75,8 +75,8 @@ def main() -> None:
              "protected − original), in levels:", "",
              *table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
                     [("class", "class"), ("images", "images"), ("corr", "correlation"),
-                     ("sign_agreement", "sign agreement"), ("applied_abs_mean", "applied mean |δ|"),
-                     ("estimate_abs_mean", "estimate mean |δ̂|")]),
+                     ("sign_agreement", "sign agreement"), ("applied_abs_mean", "applied mean abs(δ)"),
+                     ("estimate_abs_mean", "estimate mean abs(δ̂)")]),
              "", f"Mean correlation {results['corr_mean']:.3f}, mean sign agreement "
                  f"{results['sign_agreement_mean']:.3f}. Cleaned copies: `{out_root.relative_to(WORK.parent.parent)}`."]
     print(write_markdown("classwise_estimate", "Class-wise patterns estimated without the originals", lines))
