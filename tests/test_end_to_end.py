@@ -46,7 +46,7 @@ def test_protected_training_learns_less_than_clean_training(tmp_path: Path):
     data = toy(tmp_path / "toy", {"train": 40, "test": 20})
     weights = tmp_path / "em.safetensors"
     invoke("train-generator", data / "train", "-o", weights, "--method", "em", "--arch", "convnet", "--width", "8",
-           "--steps", "40", "--batch-size", "32", "--noise-steps", "5", "--eot-samples", "1", "--radius", "16",
+           "--steps", "80", "--batch-size", "32", "--noise-steps", "10", "--eot-samples", "1", "--radius", "16",
            "--val-fraction", "0", "--quiet")
     prot = tmp_path / "protected"
     invoke("protect", data / "train", "-o", prot, "--weights", weights, "--labels", "names", "--radius", "16",
