@@ -27,13 +27,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import WORK, record, table, write_markdown
+from common import ROOT, WORK, record, table, write_markdown
+
+
+def class_files(folder: Path) -> list[Path]:
+    """The images of one class folder, sorted by name (the order both loading and saving use)."""
+    return sorted(q for q in folder.iterdir() if q.is_file())
 
 
 def load_folder(folder: Path) -> np.ndarray:
-    """Every image of one class folder, sorted by name, as float32 (N, H, W, 3) levels."""
-    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
-                     for p in sorted(q for q in folder.iterdir() if q.is_file())])
+    """Every image of one class folder, in :func:`class_files` order, as float32 (N, H, W, 3) levels."""
+    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in class_files(folder)])
 
 
 def highpass(mean: np.ndarray, blur: int) -> np.ndarray:
@@ -63,7 +67,7 @@ def main() -> None:
                      "estimate_abs_mean": float(np.abs(estimate).mean())})
         cleaned = np.clip(np.rint(prot - estimate), 0, 255).astype(np.uint8)
         (out_root / folder.name).mkdir(parents=True, exist_ok=True)
-        for path, img in zip(sorted(q for q in folder.iterdir() if q.is_file()), cleaned):
+        for path, img in zip(class_files(folder), cleaned):
             Image.fromarray(img).save(out_root / folder.name / path.name)
     results = {"blur": args.blur, "classes": rows,
                "sign_agreement_mean": sum(r["sign_agreement"] for r in rows) / len(rows),
@@ -78,7 +82,7 @@ def main() -> None:
                      ("sign_agreement", "sign agreement"), ("applied_abs_mean", "applied mean abs(δ)"),
                      ("estimate_abs_mean", "estimate mean abs(δ̂)")]),
              "", f"Mean correlation {results['corr_mean']:.3f}, mean sign agreement "
-                 f"{results['sign_agreement_mean']:.3f}. Cleaned copies: `{out_root.relative_to(WORK.parent.parent)}`."]
+                 f"{results['sign_agreement_mean']:.3f}. Cleaned copies: `{out_root.relative_to(ROOT)}`."]
     print(write_markdown("classwise_estimate", "Class-wise patterns estimated without the originals", lines))
 
 
