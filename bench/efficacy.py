@@ -118,6 +118,30 @@ def targets(records: list[dict], clean: dict) -> list[str]:
     return lines
 
 
+def tue_targets(runs: list[dict]) -> list[str]:
+    """Issue 26's transfer targets, over every victim architecture measured for both SEM and
+    TUE (victim seed 0): TUE's mean ratio at 4/255 below SEM's, and under standard training
+    no more than 0.05 above SEM's."""
+    clean = {(r["arch"], r["adv_radius"]): r["final_acc"] for r in runs
+             if r["data"] == "clean" and r["seed"] == 0 and r["defense"] == "none"}
+    ratio = {(r["method"], r["arch"], r["adv_radius"]): r["final_acc"] / clean[r["arch"], r["adv_radius"]]
+             for r in runs if r["data"] == "protected" and r["seed"] == 0 and r["defense"] == "none"
+             and (r["arch"], r["adv_radius"]) in clean}
+    lines = []
+    for radius, label, ok in [(4.0, "adversarial 4/255: TUE's mean below SEM's", lambda t, s: t < s),
+                              (0.0, "standard: TUE's mean at most SEM's + 0.05", lambda t, s: t <= s + 0.05)]:
+        archs = sorted({a for (m, a, r) in ratio if m == "tue" and r == radius} &
+                       {a for (m, a, r) in ratio if m == "sem" and r == radius})
+        if not archs:
+            continue
+        tue = sum(ratio["tue", a, radius] for a in archs) / len(archs)
+        sem = sum(ratio["sem", a, radius] for a in archs) / len(archs)
+        per = ", ".join(f"{a} {ratio['tue', a, radius]:.2f} vs {ratio['sem', a, radius]:.2f}" for a in archs)
+        lines.append(f"- {label}, over {len(archs)} victim(s) ({per}): TUE {tue:.2f} vs SEM {sem:.2f}: "
+                     + ("met" if ok(tue, sem) else "MISSED") + ("" if len(archs) >= 3 else " (fewer than 3 victims)"))
+    return ["", "TUE against SEM (issue 26; TUE vs SEM ratio per victim architecture):", "", *lines] if lines else []
+
+
 def condition(r: dict) -> str:
     """Table label of a run's training condition."""
     return ("standard" if not r["adv_radius"] else f"adv {r['adv_radius']:g}/255") + (
@@ -206,6 +230,7 @@ def summary() -> None:
     lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
     lines += seed_spread(records)
     lines += transfer_table(transfer)
+    lines += tue_targets(main_runs + [r for r in transfer if r["seed"] == 0])
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
     for name, t in timings.items():
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
