@@ -146,7 +146,7 @@ def test_train_generator_on_torchrun_resumes_after_a_dead_rank(tmp_path: Path):
     assert single.exit_code == 0, single.output
     assert load_generator(other)[1].metrics["steps_done"] == 4
     again = torchrun("train-generator", data, "-o", resumed, *TINY_TRAIN, "--resume")
-    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.returncode == 0, again.stderr[-12000:]                       # the rank's own message too
     a, card = load_generator(straight)
     b, _ = load_generator(resumed)
     assert card.provenance["processes"] == 2
