@@ -134,8 +134,7 @@ def tue_targets(runs: list[dict]) -> list[str]:
                        {a for (m, a, r) in ratio if m == "sem" and r == radius})
         if not archs:
             continue
-        tue = sum(ratio["tue", a, radius] for a in archs) / len(archs)
-        sem = sum(ratio["sem", a, radius] for a in archs) / len(archs)
+        tue, sem = (sum(ratio[m, a, radius] for a in archs) / len(archs) for m in ("tue", "sem"))
         per = ", ".join(f"{a} {ratio['tue', a, radius]:.2f} vs {ratio['sem', a, radius]:.2f}" for a in archs)
         lines.append(f"- {label}, over {len(archs)} victim(s) ({per}): TUE {tue:.2f} vs SEM {sem:.2f}: "
                      + ("met" if ok(tue, sem) else "MISSED") + ("" if len(archs) >= 3 else " (fewer than 3 victims)"))
@@ -230,7 +229,7 @@ def summary() -> None:
     lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
     lines += seed_spread(records)
     lines += transfer_table(transfer)
-    lines += tue_targets(main_runs + [r for r in transfer if r["seed"] == 0])
+    lines += tue_targets(main_runs + transfer)
     lines += ["", "Protect runs (the real `unlearnable protect` on the 10k subset):", ""]
     for name, t in timings.items():
         lines.append(f"- {name}: {t['images']} images, {t['seconds_total']} s, PSNR mean {t['psnr_mean']:.2f} dB, "
