@@ -136,7 +136,9 @@ def test_train_generator_on_torchrun_resumes_after_a_dead_rank(tmp_path: Path):
     data = tinted_classes(tmp_path / "data", ["red", "green", "blue"], 12)
     straight, resumed = tmp_path / "straight.safetensors", tmp_path / "resumed.safetensors"
     ok = torchrun("train-generator", data, "-o", straight, *TINY_TRAIN)
-    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.returncode == 0, ok.stderr[-12000:]
+    if sys.platform == "linux":                # the group is gone before Python shuts down
+        assert ok.stderr.count("gloo worker threads at exit: 0") == 2, ok.stderr[-4000:]
     died = torchrun("train-generator", data, "-o", resumed, *TINY_TRAIN, die_rank=1, die_at=2)
     assert died.returncode != 0 and not resumed.exists()
     assert resumed.with_suffix(".ckpt.safetensors").exists()                     # the last checkpoint is intact

@@ -18,6 +18,7 @@ nothing received from another process is ever unpickled.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -95,6 +96,12 @@ def start(shard: Shard, device: torch.device) -> None:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # Before the group exists: importing torch._dynamo (torch.optim and DDP do) takes
+    # references to an existing default group that it never gives back (torch 2.14).
+    # The group then outlives destroy_process_group, and a gloo worker thread freeing
+    # its last work item while Python shuts down aborts the rank (SIGABRT, "terminate
+    # called without an active exception"; about 1 run in 40 before this import).
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend, timeout=TIMEOUT)
 
 
