@@ -99,10 +99,24 @@ def evaluate(names: list[str], conditions: list[str], subset: Path, work: Path, 
                    command="unlearnable " + " ".join(args))
 
 
-def targets(records: list[dict], clean: dict) -> list[str]:
-    """The issue's acceptance checks, each stated as met, missed, or not yet measured."""
-    ratio = {(r["method"], r["adv_radius"], r["defense"]): r["final_acc"] / clean[(r["adv_radius"], r["defense"])]["final_acc"]
-             for r in records if r["data"] == "protected" and (r["adv_radius"], r["defense"]) in clean}
+def baseline_key(r: dict) -> tuple:
+    """What a protected run is compared with: the clean victim of the same architecture,
+    trainer (radius, defense) and victim seed."""
+    return r["arch"], r["adv_radius"], r["defense"], r["seed"]
+
+
+def paired(runs: list[dict]) -> list[tuple[dict, dict, float]]:
+    """(protected run, its clean baseline, protected / clean final accuracy), in ``runs``'
+    order, for every protected run whose baseline was measured."""
+    clean = {baseline_key(r): r for r in runs if r["data"] == "clean"}
+    return [(r, clean[baseline_key(r)], r["final_acc"] / clean[baseline_key(r)]["final_acc"])
+            for r in runs if r["data"] == "protected" and baseline_key(r) in clean]
+
+
+def targets(runs: list[dict]) -> list[str]:
+    """The issue's acceptance checks (quick ConvNet, victim seed 0), each stated as met,
+    missed, or not yet measured."""
+    ratio = {(r["method"], r["adv_radius"], r["defense"]): q for r, _, q in paired(runs)}
     lines = []
     for label, key, limit in [("standard training", ("sem", 0.0, "none"), 0.20),
                               ("adversarial training at 4/255", ("sem", 4.0, "none"), 0.55)]:
@@ -122,11 +136,8 @@ def tue_targets(runs: list[dict]) -> list[str]:
     """Issue 26's transfer targets, over every victim architecture measured for both SEM and
     TUE (victim seed 0): TUE's mean ratio at 4/255 below SEM's, and under standard training
     no more than 0.05 above SEM's."""
-    clean = {(r["arch"], r["adv_radius"]): r["final_acc"] for r in runs
-             if r["data"] == "clean" and r["seed"] == 0 and r["defense"] == "none"}
-    ratio = {(r["method"], r["arch"], r["adv_radius"]): r["final_acc"] / clean[r["arch"], r["adv_radius"]]
-             for r in runs if r["data"] == "protected" and r["seed"] == 0 and r["defense"] == "none"
-             and (r["arch"], r["adv_radius"]) in clean}
+    ratio = {(r["method"], r["arch"], r["adv_radius"]): q for r, _, q in paired(runs)
+             if r["seed"] == 0 and r["defense"] == "none"}
     lines = []
     for radius, label, ok in [(4.0, "adversarial 4/255: TUE's mean below SEM's", lambda t, s: t < s),
                               (0.0, "standard: TUE's mean at most SEM's + 0.05", lambda t, s: t <= s + 0.05)]:
@@ -147,15 +158,12 @@ def condition(r: dict) -> str:
         "" if r["defense"] == "none" else f" + {r['defense']}")
 
 
-def seed_spread(records: list[dict]) -> list[str]:
+def seed_spread(runs: list[dict]) -> list[str]:
     """Ratios per victim seed where more than one seed was run (each seed against its own clean
     victim), and whether SEM beats EM and REM at every seed: is a difference more than seed noise?"""
-    clean = {(r["adv_radius"], r["defense"], r["seed"]): r["final_acc"] for r in records if r["data"] == "clean"}
     ratios: dict[tuple, dict[int, float]] = {}
-    for r in records:
-        key = (r["adv_radius"], r["defense"], r["seed"])
-        if r["data"] == "protected" and key in clean:
-            ratios.setdefault((condition(r), r["method"]), {})[r["seed"]] = r["final_acc"] / clean[key]
+    for r, _, q in paired(runs):
+        ratios.setdefault((condition(r), r["method"]), {})[r["seed"]] = q
     seeds = sorted({s for by_seed in ratios.values() for s in by_seed})
     if len(seeds) < 2:
         return []
@@ -181,12 +189,9 @@ def seed_spread(records: list[dict]) -> list[str]:
 
 def transfer_table(runs: list[dict]) -> list[str]:
     """Ratios for victims of other architectures than the quick ConvNet (transfer), per condition."""
-    clean = {(r["arch"], r["adv_radius"], r["defense"], r["seed"]): r["final_acc"] for r in runs if r["data"] == "clean"}
     rows = [{"arch": r["arch"], "condition": condition(r), "method": r["method"],
-             "clean": f"{clean[(r['arch'], r['adv_radius'], r['defense'], r['seed'])]:.1f}",
-             "protected": f"{r['final_acc']:.1f}",
-             "ratio": f"{r['final_acc'] / clean[(r['arch'], r['adv_radius'], r['defense'], r['seed'])]:.2f}"}
-            for r in runs if r["data"] == "protected" and (r["arch"], r["adv_radius"], r["defense"], r["seed"]) in clean]
+             "clean": f"{c['final_acc']:.1f}", "protected": f"{r['final_acc']:.1f}", "ratio": f"{q:.2f}"}
+            for r, c, q in paired(runs)]
     if not rows:
         return []
     return ["", "Transfer: victims of other architectures (ratio = protected / clean of the same architecture):", "",
@@ -213,20 +218,17 @@ def summary() -> None:
     transfer = [r for r in records if r["arch"] != "convnet"]
     records = [r for r in records if r["arch"] == "convnet"]
     main_runs = [r for r in records if r["seed"] == 0]
-    clean = {(r["adv_radius"], r["defense"]): r for r in main_runs if r["data"] == "clean"}
     rows = [{"condition": condition(r), "method": r["method"],
-             "clean": f"{clean[r['adv_radius'], r['defense']]['final_acc']:.1f} "
-                      f"({clean[r['adv_radius'], r['defense']]['best_acc']:.1f})",
-             "protected": f"{r['final_acc']:.1f} ({r['best_acc']:.1f})",
-             "ratio": f"{r['final_acc'] / clean[r['adv_radius'], r['defense']]['final_acc']:.2f}"}
-            for r in main_runs if r["data"] == "protected" and (r["adv_radius"], r["defense"]) in clean]
+             "clean": f"{c['final_acc']:.1f} ({c['best_acc']:.1f})",
+             "protected": f"{r['final_acc']:.1f} ({r['best_acc']:.1f})", "ratio": f"{q:.2f}"}
+            for r, c, q in paired(main_runs)]
     commits = sorted({rec["environment"].get("commit", "?") for rec in data["records"]})
     lines = ["Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
              "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch. Victim seed 0.",
              f"{len(data['records'])} records measured at {len(commits)} commits; 2-core CPU machines.", ""]
     lines += table(rows, [("condition", "condition"), ("method", "method"), ("clean", "clean"),
                           ("protected", "protected"), ("ratio", "ratio")])
-    lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs, clean)
+    lines += ["", "Targets for the shipped SEM generator:", ""] + targets(main_runs)
     lines += seed_spread(records)
     lines += transfer_table(transfer)
     lines += tue_targets(main_runs + transfer)
