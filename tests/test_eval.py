@@ -255,6 +255,10 @@ def test_personal_folder_scenario(folders, tmp_path, monkeypatch):
     assert data["settings"]["target_heldout_images"] == 3 and data["settings"]["target_train_images"] == 13
     assert [r["data"] for r in data["runs"]] == ["clean", "protected"]
     assert all("background_acc" in r and len(r["acc_per_epoch"]) == 2 for r in data["runs"])
+    # false alarms: the share of held-out background images called the user, a rate in [0, 100]
+    # that together with background accuracy cannot exceed 100 (a background image is one or the other)
+    assert all(0 <= r["false_alarm_acc"] <= 100 - r["background_acc"] + 1e-9 for r in data["runs"])
+    assert "calls them you" in result.output
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenetv2"])

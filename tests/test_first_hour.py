@@ -276,6 +276,21 @@ def test_eval_warns_when_the_baseline_did_not_learn_or_the_test_set_is_too_small
     assert result_warnings(_report([60.0, 70.0], [10.0, 12.0], 1000)) == []
 
 
+def _personal(recognized: float, false_alarms: float, n: int) -> EvalReport:
+    extra = {"false_alarm_acc": false_alarms, "background_acc": 5.0}
+    runs = [Run("clean", "clean", 0.0, "none", [recognized], 1.0, 0.0, extra),
+            Run("protected", "p", 0.0, "none", [5.0], 1.0, 1.0, dict(extra))]
+    return EvalReport({"scenario": "personal-folder", "target_heldout_images": n, "background_classes": 157},
+                      runs, {}, 1.0)
+
+
+def test_personal_eval_warns_when_the_victim_calls_everyone_the_user():
+    """Recognizing 48% of the user's photos means nothing when 40% of everyone else's are
+    called the user too; 90% against 2% false alarms is a working recognizer."""
+    assert any("does not tell you apart" in w for w in result_warnings(_personal(47.6, 40.0, 21)))
+    assert not any("does not tell you apart" in w for w in result_warnings(_personal(90.0, 2.0, 21)))
+
+
 def test_every_shipped_name_resolves_to_a_verified_generator():
     for name in weights.SHIPPED:
         model, card = weights.load_generator(weights.shipped_path(name))     # checks the tensors' SHA-256

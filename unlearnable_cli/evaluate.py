@@ -190,7 +190,9 @@ def standard_scenario(cfg: EvalConfig) -> Scenario:
 def personal_scenario(cfg: EvalConfig) -> Scenario:
     """The same for ``--target/--target-protected/--background``: a seeded
     ``target_holdout`` of the user's clean images is never trained on; a held-out 10%
-    of the background measures the victim's accuracy on everyone else."""
+    of the background measures the victim's accuracy on everyone else and its false
+    alarms (``false_alarm``: how often it calls someone else the user), without which a
+    victim that calls everyone the user would seem to recognize the user perfectly."""
     assert cfg.target is not None and cfg.target_protected is not None and cfg.background is not None
     v = cfg.victim
     pairs, only_clean, only_prot = match_folders(cfg.target, cfg.target_protected)
@@ -216,7 +218,8 @@ def personal_scenario(cfg: EvalConfig) -> Scenario:
                       train_y, 1.0 if data == "protected" else 0.0)
                for i, data in enumerate(("clean", "protected"))]
     evals = {"target": (load_files([c for c, _ in hold], v.image_size), torch.full((len(hold),), target_class)),
-             "background": (background.images[bg_test], background.labels[bg_test])}
+             "background": (background.images[bg_test], background.labels[bg_test]),
+             "false_alarm": (background.images[bg_test], torch.full((len(bg_test),), target_class))}
     settings = {"scenario": "personal-folder", "target": str(cfg.target),
                 "target_protected": str(cfg.target_protected), "background": str(cfg.background),
                 "metric": "recognition of held-out target images (%)",
