@@ -202,16 +202,17 @@ def summary() -> None:
             continue
         res = r["results"]
         n = res["settings"]["target_heldout_images"]
-        by = {run["data"]: run["final_acc"] for run in res["runs"]}
-        extra = {run["data"]: run for run in res["runs"]}
+        run_of = {run["data"]: run for run in res["runs"]}
+        clean_acc, prot_acc = run_of["clean"]["final_acc"], run_of["protected"]["final_acc"]
+        both = ("clean", "protected")
         prow.append({"who": res["identity"], "size": res["size"], "gen": res["generator"], "n": n,
-                     "bg": f"{res.get('background', 'all')}: {res['settings']['background_classes']} × "
-                           f"≤{r['command'].split('--per-class ')[1].split()[0]}",
-                     "clean": cell(by["clean"], n), "prot": cell(by["protected"], n),
-                     "ratio": f"{by['protected'] / by['clean']:.2f}" if by["clean"] else "—",
-                     "others": " / ".join(f"{extra[d]['background_acc']:.1f}" for d in ("clean", "protected")),
-                     "alarm": " / ".join(f"{extra[d]['false_alarm_acc']:.1f}" if "false_alarm_acc" in extra[d]
-                                         else "—" for d in ("clean", "protected"))})
+                     "bg": f"{res.get('background', 'all')}: {res['settings']['background_classes']} identities, "
+                           f"{res['settings']['background_train_images']} training photos",
+                     "clean": cell(clean_acc, n), "prot": cell(prot_acc, n),
+                     "ratio": f"{prot_acc / clean_acc:.2f}" if clean_acc else "—",
+                     "others": " / ".join(f"{run_of[d]['background_acc']:.1f}" for d in both),
+                     "alarm": " / ".join(f"{run_of[d]['false_alarm_acc']:.1f}" if "false_alarm_acc" in run_of[d]
+                                         else "—" for d in both)})
     srow = [{"gen": r["results"]["generator"], "size": r["results"]["size"], "n": r["results"]["images"],
              "mean": f"{r['results']['mean_abs_levels']:.2f}", "rms": f"{r['results']['rms_levels']:.2f}",
              "ge4": f"{100 * r['results']['share_ge4_levels']:.1f}", "max": r["results"]["max_levels"]}
@@ -226,7 +227,7 @@ def summary() -> None:
         "everyone else's held-out photos and the % of them called the user (false alarms), clean- / "
         "protected-trained victim.", "",
         *table(prow, [("who", "identity"), ("size", "victim px"), ("gen", "generator"),
-                      ("bg", "background: identities × photos"), ("n", "held-out photos"),
+                      ("bg", "background"), ("n", "held-out photos"),
                       ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio"),
                       ("others", "others' accuracy"), ("alarm", "false alarms")]),
         "", "The noise as the victim sees it: protected minus clean training photos, both resized to the victim's "

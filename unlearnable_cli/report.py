@@ -58,11 +58,11 @@ def results_table(report: EvalReport) -> Table:
         if not protected:
             table.add_row(f"{radius:g}/255", defense, "—", clean_cell, "—", "—")
     if personal:
-        for run in report.runs:
-            if "false_alarm_acc" in run.extra:
-                table.caption = (table.caption or "") + (
-                    f"{run.name}: accuracy on everyone else {float(run.extra['background_acc']):.1f}%, "  # type: ignore[arg-type]
-                    f"calls them you {float(run.extra['false_alarm_acc']):.1f}%  ")  # type: ignore[arg-type]
+        for run in (r for r in report.runs if "false_alarm_acc" in r.extra):
+            others, alarms = (float(run.extra[k]) for k in ("background_acc", "false_alarm_acc"))  # type: ignore[arg-type]
+            table.caption = (table.caption or "") + (
+                f"adv {run.adv_levels:g}/255, {run.defense}, {run.name}: accuracy on everyone else {others:.1f}%, "
+                f"calls them you {alarms:.1f}%  ")
     for name, q in report.imperceptibility.items():
         table.caption = (table.caption or "") + (
             f"{name}: L∞ max {q['linf_max']} levels, PSNR mean {q['psnr_mean']:.2f} dB (min {q['psnr_min']:.2f}), "
@@ -94,10 +94,10 @@ def result_warnings(report: EvalReport) -> list[str]:
         if clean.final_acc < 2 * chance:
             lines.append(f"{where}: the clean-trained victim barely learnt ({clean.final_acc:.1f}%, chance is "
                          f"{chance:.1f}%): a ratio against it says little; train longer or on more images")
-        alarm = clean.extra.get("false_alarm_acc")
-        if alarm is not None and lo <= float(alarm):  # type: ignore[arg-type]
+        alarm = float(clean.extra.get("false_alarm_acc", -1.0))  # type: ignore[arg-type]
+        if lo <= alarm:
             lines.append(f"{where}: the clean-trained victim recognizes you in {clean.final_acc:.1f}% "
-                         f"[{lo:.0f}–{hi:.0f}] of your held-out images but also calls {float(alarm):.1f}% "  # type: ignore[arg-type]
+                         f"[{lo:.0f}–{hi:.0f}] of your held-out images but also calls {alarm:.1f}% "
                          "of everyone else's held-out images you: it does not tell you apart, so the "
                          "comparison means little; train longer or on more background images")
         for run in (r for r in runs if r.data == "protected"):
