@@ -144,19 +144,29 @@ def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
     return dest
 
 
-def background_identities(kind: str, person: str) -> dict[str, Path]:
-    """Everyone else: ``all`` the other 157 LFW identities, or the ``lfw10`` identities."""
+def background_identities(kind: str, person: str, identities: int) -> dict[str, Path]:
+    """Everyone else: ``all`` the other 157 LFW identities, the ``lfw10`` identities (the ``faces``
+    generator's own classes), or ``next10``: the 10 identities with the most photos after LFW-10 and
+    the ``identities`` personal people, none of whom any shipped generator was trained on."""
     if kind == "lfw10":
         return {p: LFW / p for p in sorted(lfw10_split()["train"])}
+    if kind == "next10":
+        return {p: LFW / p for p in personal_identities(identities + 10)[identities:]}
     return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}
 
 
 def personal(name: str, weights: str, identities: int, size: int, per_class: int, holdout: float,
-             epochs: int, extra: list[str], kind: str) -> None:
-    for person in personal_identities(identities):
+             epochs: int, extra: list[str], kind: str, people: list[str] | None = None) -> None:
+    chosen = personal_identities(identities)
+    if people:
+        unknown = sorted(set(people) - set(chosen))
+        if unknown:
+            raise SystemExit(f"--people {','.join(unknown)}: not among the {identities} personal identities {chosen}")
+        chosen = [p for p in chosen if p in people]
+    for person in chosen:
         base = HERE / "personal" / person
         me = link_tree(base / "me", {person: LFW / person})
-        background = link_tree(base / f"background-{kind}", background_identities(kind, person))
+        background = link_tree(base / f"background-{kind}", background_identities(kind, person, identities))
         me_prot = base / f"me-{name}"
         cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
         key = f"personal-{person}-{size}-{name}" + ("" if kind == "all" else f"-bg{kind}-{per_class}-e{epochs}")
@@ -248,10 +258,15 @@ def main() -> None:
     ap.add_argument("--sites", default=",".join(SITES))
     ap.add_argument("--victims", default=None, help="clean and/or NAME (default both)")
     ap.add_argument("--identities", type=int, default=3)
+    ap.add_argument("--people", default=None,
+                    help="personal: only these of the --identities people (comma-separated), e.g. to measure one "
+                         "that is missing without re-running the others")
     ap.add_argument("--personal-size", type=int, default=112)
-    ap.add_argument("--background", choices=("lfw10", "all"), default="lfw10",
+    ap.add_argument("--background", choices=("lfw10", "next10", "all"), default="lfw10",
                     help="personal: everyone else is the 10 LFW-10 identities (a victim that learns them: 87%% at "
-                         "64 px) or all 157 other identities (with 10 photos each it did not learn them: 3%%)")
+                         "64 px; they are the faces generator's classes), the next 10 largest identities (39-48 "
+                         "photos each, no generator's classes) or all 157 other identities (with 10 photos each "
+                         "it did not learn them: 3%%)")
     ap.add_argument("--background-per-class", type=int, default=120,
                     help="background photos per identity (LFW-10 has at most 120 each; the other identities 10-236)")
     ap.add_argument("--holdout", type=float, default=0.4)
@@ -271,7 +286,8 @@ def main() -> None:
         seen(args.names.split(","), [int(s) for s in args.sizes.split(",")])
     elif args.stage == "personal":
         personal(name, args.weights, args.identities, args.personal_size, args.background_per_class,
-                 args.holdout, args.personal_epochs, extra, args.background)
+                 args.holdout, args.personal_epochs, extra, args.background,
+                 args.people.split(",") if args.people else None)
     summary()
 
 
