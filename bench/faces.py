@@ -8,11 +8,12 @@ Two protocols, both through the real `unlearnable protect` and `unlearnable eval
   4/255), on the photos as they are (``none``) or as a photo site would serve them
   (``jpeg90``, ``jpeg75``: re-encoded; ``half``: downscaled by 2; clean and protected
   copies processed alike).  Test: the 136 held-out clean photos.
-- **personal folder**: the ``--identities`` largest identities outside LFW-10 each play
-  the user; their photos are protected, everyone else is the background (``lfw10``: the
-  LFW-10 identities; ``all``: the other 157, ``--background-per-class`` photos each), the
-  victim trains at ``--personal-size``, and ``--holdout`` of the user's clean photos are
-  never trained on.  Reported: how often the victim recognizes them, clean- vs
+- **personal folder**: each of ``--identities`` people outside LFW-10 plays the user (the
+  3 with the most photos, then those after the ``next10`` block); their photos are
+  protected, everyone else is the background (``lfw10``: the LFW-10 identities;
+  ``next10``: the 10 largest after LFW-10 and the first 3 users; ``all``: the other 157,
+  ``--background-per-class`` photos each), the victim trains at ``--personal-size``, and
+  ``--holdout`` of the user's clean photos are never trained on.  Reported: how often the victim recognizes them, clean- vs
   protected-trained, with counts and 95% intervals, and beside it the victim's accuracy
   on everyone else and its false alarms (others called the user): a victim that calls
   everyone the user "recognizes" the user perfectly.  With ``all`` at 10 photos per
@@ -128,12 +129,24 @@ def seen(names: list[str], sizes: list[int]) -> None:
             del d, a, clean, prot
 
 
-def personal_identities(n: int) -> list[str]:
-    """The ``n`` identities with the most photos outside LFW-10 (ties by name)."""
+#: The first personal users (session 28): the 3 identities with the most photos outside
+#: LFW-10.  The 10 after them are the ``next10`` background; further users come after those
+#: 10, so that measuring more people never changes the background.
+FIRST_USERS = 3
+
+
+def outside_lfw10() -> list[str]:
+    """LFW identities outside LFW-10, most photos first (ties by name)."""
     people = {d.name: len([f for f in d.iterdir() if f.suffix.lower() == ".jpg"])
               for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".")}
     top10 = set(lfw10_split()["train"])
-    return sorted((p for p in people if p not in top10), key=lambda p: (-people[p], p))[:n]
+    return sorted((p for p in people if p not in top10), key=lambda p: (-people[p], p))
+
+
+def personal_identities(n: int) -> list[str]:
+    """The ``n`` users: the first :data:`FIRST_USERS` outside LFW-10, then those after ``next10``."""
+    people = outside_lfw10()
+    return (people[:FIRST_USERS] + people[FIRST_USERS + 10:])[:n]
 
 
 def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
@@ -144,14 +157,14 @@ def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
     return dest
 
 
-def background_identities(kind: str, person: str, identities: int) -> dict[str, Path]:
+def background_identities(kind: str, person: str) -> dict[str, Path]:
     """Everyone else: ``all`` the other 157 LFW identities, the ``lfw10`` identities (the ``faces``
     generator's own classes), or ``next10``: the 10 identities with the most photos after LFW-10 and
-    the ``identities`` personal people, none of whom any shipped generator was trained on."""
+    the first three users, none of whom any shipped generator was trained on."""
     if kind == "lfw10":
         return {p: LFW / p for p in sorted(lfw10_split()["train"])}
     if kind == "next10":
-        return {p: LFW / p for p in personal_identities(identities + 10)[identities:]}
+        return {p: LFW / p for p in outside_lfw10()[FIRST_USERS:FIRST_USERS + 10]}
     return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}
 
 
@@ -166,7 +179,7 @@ def personal(name: str, weights: str, identities: int, size: int, per_class: int
     for person in chosen:
         base = HERE / "personal" / person
         me = link_tree(base / "me", {person: LFW / person})
-        background = link_tree(base / f"background-{kind}", background_identities(kind, person, identities))
+        background = link_tree(base / f"background-{kind}", background_identities(kind, person))
         me_prot = base / f"me-{name}"
         cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
         key = f"personal-{person}-{size}-{name}" + ("" if kind == "all" else f"-bg{kind}-{per_class}-e{epochs}")
@@ -182,6 +195,49 @@ def personal(name: str, weights: str, identities: int, size: int, per_class: int
                               "background": kind,
                               **{k: d[k] for k in ("settings", "runs", "seconds")}},
                command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+def pooled_personal(recs: list[dict]) -> list[dict]:
+    """One row per personal setting measured on two people or more: everyone's held-out photos
+    together (recognized counts summed), with a people-level bootstrap interval of the pooled
+    ratio (people resampled with replacement: photos of one person are not independent draws)."""
+    import random
+
+    from unlearnable_cli.metrics import wilson_interval
+
+    groups: dict[tuple, list[tuple[int, int, int]]] = {}
+    for r in recs:
+        if not r["key"].startswith("personal-"):
+            continue
+        res = r["results"]
+        n = res["settings"]["target_heldout_images"]
+        acc = {run["data"]: run["final_acc"] for run in res["runs"]}
+        key = (res["size"], res["generator"], " ".join(res.get("protect_options", [])), res.get("background", "all"))
+        groups.setdefault(key, []).append((n, round(acc["clean"] * n / 100), round(acc["protected"] * n / 100)))
+    rows = []
+    for (size, gen, opts, bg), people in groups.items():
+        if len(people) < 2:
+            continue
+        n, kc, kp = (sum(p[i] for p in people) for i in range(3))
+        met = 0
+        for pn, pc, pp in people:
+            lo_c, _ = wilson_interval(pc, pn)
+            _, hi_p = wilson_interval(pp, pn)
+            met += pc > 0 and pp / pc <= 0.3 and hi_p < lo_c
+        rng, draws = random.Random(0), []
+        for _ in range(2000):
+            sample = [rng.choice(people) for _ in people]
+            c = sum(p[1] for p in sample)
+            draws.append(sum(p[2] for p in sample) / c if c else float("inf"))
+        draws.sort()
+        cell = {}
+        for name, k in (("clean", kc), ("prot", kp)):
+            lo, hi = wilson_interval(k, n)
+            cell[name] = f"{k}/{n} = {100 * k / n:.1f}% [{100 * lo:.0f}–{100 * hi:.0f}]"
+        rows.append({"size": size, "gen": gen + (f" {opts}" if opts else ""), "bg": bg, "people": len(people),
+                     **cell, "ratio": f"{kp / kc:.2f} [{draws[50]:.2f}–{draws[1949]:.2f}]" if kc else "—",
+                     "met": f"{met} of {len(people)}"})
+    return rows
 
 
 def summary() -> None:
@@ -240,6 +296,13 @@ def summary() -> None:
                       ("bg", "background"), ("n", "held-out photos"),
                       ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio"),
                       ("others", "others' accuracy"), ("alarm", "false alarms")]),
+        "", "Personal folder, everyone together: each setting measured on two people or more, their held-out "
+        "photos summed (recognized / held out, 95% interval); the ratio's interval is a bootstrap over people "
+        "(2,000 resamples). Target met: ratio ≤ 0.3 with the two intervals apart, per person.", "",
+        *table(pooled_personal(recs), [("size", "victim px"), ("gen", "generator"), ("bg", "background"),
+                                       ("people", "people"), ("clean", "clean-trained"),
+                                       ("prot", "protected-trained"), ("ratio", "pooled ratio [people bootstrap]"),
+                                       ("met", "target met")]),
         "", "The noise as the victim sees it: protected minus clean training photos, both resized to the victim's "
         "size as `eval` loads them (8-bit levels; ρ_u = 8).", "",
         *table(srow, [("gen", "generator"), ("size", "victim px"), ("n", "photos"), ("mean", "mean |δ|"),
