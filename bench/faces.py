@@ -13,10 +13,10 @@ Two protocols, both through the real `unlearnable protect` and `unlearnable eval
   protected, everyone else is the background (``lfw10``: the LFW-10 identities;
   ``next10``: the 10 largest after LFW-10 and the first 3 users; ``all``: the other 157,
   ``--background-per-class`` photos each), the victim trains at ``--personal-size``, and
-  ``--holdout`` of the user's clean photos are never trained on.  Reported: how often the victim recognizes them, clean- vs
-  protected-trained, with counts and 95% intervals, and beside it the victim's accuracy
-  on everyone else and its false alarms (others called the user): a victim that calls
-  everyone the user "recognizes" the user perfectly.  With ``all`` at 10 photos per
+  ``--holdout`` of the user's clean photos are never trained on.  Reported: how often the
+  victim recognizes them, clean- vs protected-trained, with counts and 95% intervals, and
+  beside it the victim's accuracy on everyone else and its false alarms (others called the
+  user): a victim that calls everyone the user "recognizes" the user perfectly.  With ``all`` at 10 photos per
   identity the clean victim at 112 px learnt nobody (3.2% on the others, session 28).
 
 Every eval call's report is cached under bench/work/faces/ and recorded in
@@ -133,6 +133,8 @@ def seen(names: list[str], sizes: list[int]) -> None:
 #: LFW-10.  The 10 after them are the ``next10`` background; further users come after those
 #: 10, so that measuring more people never changes the background.
 FIRST_USERS = 3
+#: Where the ``next10`` background sits in :func:`outside_lfw10`'s order.
+NEXT10 = slice(FIRST_USERS, FIRST_USERS + 10)
 
 
 def outside_lfw10() -> list[str]:
@@ -146,7 +148,7 @@ def outside_lfw10() -> list[str]:
 def personal_identities(n: int) -> list[str]:
     """The ``n`` users: the first :data:`FIRST_USERS` outside LFW-10, then those after ``next10``."""
     people = outside_lfw10()
-    return (people[:FIRST_USERS] + people[FIRST_USERS + 10:])[:n]
+    return (people[:NEXT10.start] + people[NEXT10.stop:])[:n]
 
 
 def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
@@ -164,7 +166,7 @@ def background_identities(kind: str, person: str) -> dict[str, Path]:
     if kind == "lfw10":
         return {p: LFW / p for p in sorted(lfw10_split()["train"])}
     if kind == "next10":
-        return {p: LFW / p for p in outside_lfw10()[FIRST_USERS:FIRST_USERS + 10]}
+        return {p: LFW / p for p in outside_lfw10()[NEXT10]}
     return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}
 
 
@@ -230,22 +232,24 @@ def pooled_personal(recs: list[dict]) -> list[dict]:
             c = sum(p[1] for p in sample)
             draws.append(sum(p[2] for p in sample) / c if c else float("inf"))
         draws.sort()
-        cell = {}
-        for name, k in (("clean", kc), ("prot", kp)):
-            lo, hi = wilson_interval(k, n)
-            cell[name] = f"{k}/{n} = {100 * k / n:.1f}% [{100 * lo:.0f}–{100 * hi:.0f}]"
         rows.append({"size": size, "gen": gen + (f" {opts}" if opts else ""), "bg": bg, "people": len(people),
-                     **cell, "ratio": f"{kp / kc:.2f} [{draws[50]:.2f}–{draws[1949]:.2f}]" if kc else "—",
+                     "clean": f"{kc}/{n} = {interval_cell(kc, n)}", "prot": f"{kp}/{n} = {interval_cell(kp, n)}",
+                     "ratio": f"{kp / kc:.2f} [{draws[50]:.2f}–{draws[1949]:.2f}]" if kc else "—",
                      "met": f"{met} of {len(people)}"})
     return rows
 
 
-def summary() -> None:
+def interval_cell(successes: float, n: int) -> str:
+    """``successes`` of ``n`` as a table cell: percent and its 95% Wilson interval."""
     from unlearnable_cli.metrics import wilson_interval
 
+    lo, hi = wilson_interval(successes, n)
+    return f"{100 * successes / n:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
+
+
+def summary() -> None:
     def cell(acc: float, n: int) -> str:
-        lo, hi = wilson_interval(acc / 100 * n, n)
-        return f"{acc:.1f} [{100 * lo:.0f}–{100 * hi:.0f}]"
+        return interval_cell(acc / 100 * n, n)
 
     recs = load("faces")["records"]
     clean = {(r["results"]["site"], r["results"]["size"], r["results"]["condition"]): r["results"]["runs"][0]
@@ -297,7 +301,7 @@ def summary() -> None:
                       ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio"),
                       ("others", "others' accuracy"), ("alarm", "false alarms")]),
         "", "Personal folder, everyone together: each setting measured on two people or more, their held-out "
-        "photos summed (recognized / held out, 95% interval); the ratio's interval is a bootstrap over people "
+        "photos summed (recognized / held out = %, 95% interval); the ratio's interval is a bootstrap over people "
         "(2,000 resamples). Target met: ratio ≤ 0.3 with the two intervals apart, per person.", "",
         *table(pooled_personal(recs), [("size", "victim px"), ("gen", "generator"), ("bg", "background"),
                                        ("people", "people"), ("clean", "clean-trained"),
