@@ -21,7 +21,6 @@ says otherwise; ``--highpass 16`` is passed only to switch the filter on (its si
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import time
 
@@ -66,25 +65,22 @@ def main() -> None:
     a = ap.parse_args()
     name = f"faces-band{a.min:g}-{a.max:g}"
     extra = [*shlex.split(a.protect_args), *ENGINE]
-    from photos import lfw10_split, loss_medians, materialize, measure, visibility_inputs
+    from faces import protect_results
+    from photos import lfw10_split, materialize, visibility_inputs, visibility_results
+    band = {"band_px": [a.min, a.max]}
     if a.stage == "protect":
         split = materialize(lfw10_split(), WORK / "faces" / "lfw10")
         out = WORK / "faces" / f"protected-{name}"
         seconds = protect_in_band(a.min, a.max, [split / "train", "-o", out, "--weights", a.weights, "--quiet", *extra])
-        images = json.loads((out / "manifest.json").read_text())["images"]
-        record("faces", f"protect-{name}", {"weights": a.weights, "options": extra, "band_px": [a.min, a.max],
-                                            "images": len(images), "seconds": round(seconds, 1),
-                                            "psnr_mean": sum(r["psnr"] for r in images) / len(images),
-                                            "linf_max": max(r["linf"] for r in images)}, command=command_line())
+        record("faces", f"protect-{name}", {**protect_results(out, a.weights, extra, seconds), **band},
+               command=command_line())
         return
     work = WORK / "photos"
     for set_name, folder in visibility_inputs(work, lfw10_split()).items():
         out = work / f"vis-{name}-{set_name}"
         seconds = protect_in_band(a.min, a.max, [folder, "-o", out, "--weights", a.weights, "--quiet", *extra])
-        results = {"set": set_name, "variant": f"{name} ({a.protect_args}, band {a.min:g}-{a.max:g} px)",
-                   "protect_options": extra, "band_px": [a.min, a.max], "weights": a.weights,
-                   "protect_seconds": round(seconds, 1), "surrogate_loss_median": loss_medians(out),
-                   **measure(folder, out)}
+        variant = f"{name} ({a.protect_args}, band {a.min:g}-{a.max:g} px)"
+        results = {**visibility_results(set_name, variant, extra, a.weights, seconds, folder, out), **band}
         record("photos", f"visibility-{name}-{set_name}", results, command=command_line())
         print(name, set_name, results)
 

@@ -79,13 +79,17 @@ def protect(weights: str, name: str, extra: list[str]) -> Path:
     out = HERE / f"protected-{name}"
     args = ["protect", split / "train", "-o", out, "--weights", weights, "--quiet", *extra]
     seconds = cli(*args)
-    images = json.loads((out / "manifest.json").read_text())["images"]
-    record("faces", f"protect-{name}", {"weights": weights, "options": extra, "images": len(images),
-                                        "seconds": round(seconds, 1),
-                                        "psnr_mean": sum(r["psnr"] for r in images) / len(images),
-                                        "linf_max": max(r["linf"] for r in images)},
+    record("faces", f"protect-{name}", protect_results(out, weights, extra, seconds),
            command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
     return out
+
+
+def protect_results(out: Path, weights: str, extra: list[str], seconds: float) -> dict:
+    """A protection's record: its settings, and from ``out``'s manifest the count, PSNR and L∞."""
+    images = json.loads((out / "manifest.json").read_text())["images"]
+    return {"weights": weights, "options": extra, "images": len(images), "seconds": round(seconds, 1),
+            "psnr_mean": sum(r["psnr"] for r in images) / len(images),
+            "linf_max": max(r["linf"] for r in images)}
 
 
 def evaluate(name: str, sizes: list[int], conditions: list[str], sites: list[str], victims: list[str]) -> None:

@@ -130,6 +130,14 @@ def loss_medians(out: Path) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in images), 5) for k in ("loss_before", "loss_after")}
 
 
+def visibility_results(set_name: str, variant: str, extra: list[str], weights: str, seconds: float,
+                       clean: Path, out: Path) -> dict[str, object]:
+    """One visibility record: the setting, the generator's loss and :func:`measure` of ``out``."""
+    return {"set": set_name, "variant": variant, "protect_options": extra, "weights": weights,
+            "protect_seconds": round(seconds, 1), "surrogate_loss_median": loss_medians(out),
+            **measure(clean, out)}
+
+
 def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: dict) -> None:
     for set_name, folder in visibility_inputs(work, split).items():
         for name, extra in variants.items():
@@ -137,9 +145,7 @@ def visibility(work: Path, weights: str, variants: dict[str, list[str]], split: 
             args = ["protect", folder.relative_to(ROOT) if ROOT in folder.parents else folder, "-o", out,
                     "--weights", weights, "--quiet", *extra]
             seconds = cli(*args)
-            results = {"set": set_name, "variant": name, "protect_options": extra, "weights": weights,
-                       "protect_seconds": round(seconds, 1), "surrogate_loss_median": loss_medians(out),
-                       **measure(folder, out)}
+            results = visibility_results(set_name, name, extra, weights, seconds, folder, out)
             record("photos", f"visibility-{name}-{set_name}", results,
                    command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
             print(name, set_name, results)
