@@ -252,6 +252,8 @@ def interval_cell(successes: float, n: int) -> str:
 
 
 def summary() -> None:
+    from unlearnable_cli.report import ratio_cell
+
     def cell(acc: float, n: int) -> str:
         return interval_cell(acc / 100 * n, n)
 
@@ -268,7 +270,7 @@ def summary() -> None:
         for run in res["runs"]:
             rows.append({"site": res["site"], "size": res["size"], "cond": res["condition"], "gen": run["name"],
                          "clean": cell(c["final_acc"], n) if c else "—", "prot": cell(run["final_acc"], n),
-                         "ratio": f"{run['final_acc'] / c['final_acc']:.2f}" if c and c["final_acc"] else "—",
+                         "ratio": ratio_cell(run["final_acc"], c["final_acc"], n) if c else "—",
                          "n": n})
     prow = []
     for r in recs:
@@ -283,7 +285,7 @@ def summary() -> None:
                      "bg": f"{res.get('background', 'all')}: {res['settings']['background_classes']} identities, "
                            f"{res['settings']['background_train_images']} training photos",
                      "clean": cell(clean_acc, n), "prot": cell(prot_acc, n),
-                     "ratio": f"{prot_acc / clean_acc:.2f}" if clean_acc else "—",
+                     "ratio": ratio_cell(prot_acc, clean_acc, n),
                      "others": " / ".join(f"{run_of[d]['background_acc']:.1f}" for d in both),
                      "alarm": " / ".join(f"{run_of[d]['false_alarm_acc']:.1f}" if "false_alarm_acc" in run_of[d]
                                          else "—" for d in both)})
@@ -293,7 +295,8 @@ def summary() -> None:
             for r in recs if r["key"].startswith("seen-")]
     write_markdown("faces", "Faces: protection on LFW", [
         "LFW-10 (the 10 identities with the most photos, at most 120 each, 85/15 split): accuracy % on the "
-        "clean test photos, final epoch [95% interval]; ratio = protected / clean.", "",
+        "clean test photos, final epoch [95% interval]; ratio = protected / clean [95% interval, Katz's log "
+        "method, `metrics.ratio_interval`].", "",
         *table(rows, [("site", "served as"), ("size", "victim px"), ("cond", "training"), ("gen", "generator"),
                       ("clean", "clean-trained"), ("prot", "protected-trained"), ("ratio", "ratio"),
                       ("n", "test photos")]),

@@ -270,3 +270,23 @@ def test_other_victim_architectures_train(folders, arch):
                                  "--arch", arch, "--width", "8", "--epochs", "1", "--batch-size", "16", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "ratio" in result.output
+
+
+def test_ratio_interval_matches_katz_and_covers_the_true_ratio():
+    """protected / clean accuracy with its 95% interval: Katz's log interval by hand, a zero
+    count, no images, and its coverage over simulated victims (true ratio 0.30 / 0.85)."""
+    from unlearnable_cli.metrics import ratio_interval
+    from unlearnable_cli.report import ratio_cell
+
+    lo, hi = ratio_interval(35, 136, 119, 136)        # by hand: exp(ln(35/119) ± 1.96·0.14922)
+    assert abs(lo - 0.2195) < 1e-3 and abs(hi - 0.3940) < 1e-3
+    lo, hi = ratio_interval(0, 13, 7, 13)              # 0.5 added to each cell: finite, and wide
+    assert 0 < lo < 0.05 and hi > 1.0
+    assert ratio_interval(3, 0, 5, 10) is None
+    assert ratio_cell(25.0, 50.0, 100) == "0.50 [0.34–0.74]" and ratio_cell(10.0, 0.0, 100) == "—"
+
+    rng = np.random.default_rng(0)
+    n, p_protected, p_clean = 136, 0.30, 0.85
+    draws = zip(rng.binomial(n, p_protected, 4000), rng.binomial(n, p_clean, 4000))
+    covered = [lo <= p_protected / p_clean <= hi for lo, hi in (ratio_interval(a, n, b, n) for a, b in draws)]
+    assert 0.93 <= sum(covered) / len(covered) <= 0.975

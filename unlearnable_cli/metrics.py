@@ -90,6 +90,25 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def ratio_interval(successes_a: float, n_a: int, successes_b: float, n_b: int,
+                   z: float = 1.96) -> tuple[float, float] | None:
+    """95% interval of the ratio of two proportions, (successes_a / n_a) / (successes_b / n_b):
+    Katz's log interval, exp(log ratio ± z·sqrt(1/a − 1/n_a + 1/b − 1/n_b)). With a zero count
+    0.5 is added to every cell of the 2×2 table (each n grows by 1). ``None`` when either n is 0.
+
+    Used for protected / clean accuracy: the two victims are tested on the same images, and
+    their per-image outcomes are positively correlated, so this interval for independent samples
+    is, if anything, wider than the paired one would be."""
+    if n_a <= 0 or n_b <= 0:
+        return None
+    a, b, na, nb = successes_a, successes_b, n_a, n_b
+    if a <= 0 or b <= 0:
+        a, b, na, nb = a + 0.5, b + 0.5, na + 1, nb + 1
+    centre = math.log((a / na) / (b / nb))
+    half = z * math.sqrt(max(0.0, 1 / a - 1 / na + 1 / b - 1 / nb))
+    return math.exp(centre - half), math.exp(centre + half)
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | None = None,
              noise: torch.Tensor | None = None, attack: PGD | None = None, batch_size: int = 256) -> float:
     """Top-1 accuracy as a fraction, in eval mode (the model's mode is restored).

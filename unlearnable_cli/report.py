@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .atomic import atomic_path
 from .evaluate import EvalReport, Run
-from .metrics import wilson_interval
+from .metrics import ratio_interval, wilson_interval
 
 
 def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:
@@ -38,6 +38,16 @@ def _cell(run: Run, n: int) -> str:
     return f"{run.final_acc:.1f} [{lo:.0f}–{hi:.0f}] / {run.best_acc:.1f}"
 
 
+def ratio_cell(protected_percent: float, clean_percent: float, n: int) -> str:
+    """``protected / clean`` with its 95% interval (``metrics.ratio_interval``), or ``—`` when
+    the clean victim recognized nothing."""
+    if not clean_percent:
+        return "—"
+    ratio = protected_percent / clean_percent
+    bounds = ratio_interval(protected_percent / 100 * n, n, clean_percent / 100 * n, n)
+    return f"{ratio:.2f}" if bounds is None else f"{ratio:.2f} [{bounds[0]:.2f}–{bounds[1]:.2f}]"
+
+
 def results_table(report: EvalReport) -> Table:
     """One row per condition and protected copy: clean vs protected final accuracy with its
     95% interval, best epoch, and the ratio of the final accuracies."""
@@ -45,7 +55,7 @@ def results_table(report: EvalReport) -> Table:
     metric = "target recognition %" if personal else "test accuracy %"
     n = evaluated_images(report)
     table = Table(title=f"eval: {metric} on {n} images, final [95% interval] / best epoch; "
-                        "ratio = protected / clean, final")
+                        "ratio = protected / clean, final [95% interval]")
     for col in ("adv", "defense", "copy", "clean", "protected", "ratio"):
         table.add_column(col)
     for (radius, defense), runs in _by_condition(report).items():
@@ -53,7 +63,7 @@ def results_table(report: EvalReport) -> Table:
         clean_cell = _cell(clean, n) if clean else "—"
         protected = [r for r in runs if r.data == "protected"]
         for run in protected:
-            ratio = f"{run.final_acc / clean.final_acc:.2f}" if clean and clean.final_acc else "—"
+            ratio = ratio_cell(run.final_acc, clean.final_acc, n) if clean else "—"
             table.add_row(f"{radius:g}/255", defense, run.name, clean_cell, _cell(run, n), ratio)
         if not protected:
             table.add_row(f"{radius:g}/255", defense, "—", clean_cell, "—", "—")
