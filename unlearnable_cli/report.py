@@ -50,7 +50,7 @@ def ratio_cell(protected_percent: float, clean_percent: float, n: int) -> str:
 
 def results_table(report: EvalReport) -> Table:
     """One row per condition and protected copy: clean vs protected final accuracy with its
-    95% interval, best epoch, and the ratio of the final accuracies."""
+    95% interval, best epoch, and the ratio of the final accuracies with its 95% interval."""
     personal = report.settings.get("scenario") == "personal-folder"
     metric = "target recognition %" if personal else "test accuracy %"
     n = evaluated_images(report)
