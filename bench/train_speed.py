@@ -49,7 +49,7 @@ def step_seconds(data: Path, out: Path, method: Method, ks: list[int], width: in
                        adv_steps=k_a, steps=steps, val_fraction=0.0, log_every=1, checkpoint_every=10 ** 6,
                        image_size=size, stem_stride=stem_stride,
                        **({"score_steps": 2} if method is Method.TUE else {}))
-    train_generator(data, out, cfg, torch.device("cpu"), show_progress=False, overwrite=True)
+    train_generator(data, out, cfg, torch.device("cpu"), overwrite=True)
     elapsed = [json.loads(line)["elapsed"] for line in out.with_suffix(".log.jsonl").read_text().splitlines()
                if '"final"' not in line]
     return [b - a for a, b in zip(elapsed, elapsed[1:])]

@@ -7,7 +7,6 @@ import copy
 import functools
 import io
 import os
-import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -32,22 +31,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "shared_data" in item.keywords:
             item.add_marker(skip)
 @contextlib.contextmanager
-def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, step: int) -> Iterator[None]:
-    """Inside the block, ``cls.method`` sends this process SIGINT (a Ctrl-C) once it has
-    returned with ``self.step == step``; the real method is back afterwards."""
-    real = getattr(cls, method)
+def interrupt_after(target: tuple[object, str], n: int, what: int | type[BaseException]) -> Iterator[None]:
+    """Inside the block, once ``getattr(*target)`` has returned for the ``n``-th time, deliver
+    ``what``: a signal sent to this process (``signal.SIGINT`` is a Ctrl-C), or an exception
+    raised there.  The real attribute is back afterwards."""
+    owner, name = target
+    real = getattr(owner, name)
+    calls = {"n": 0}
 
-    def then_ctrl_c(self):  # type: ignore[no-untyped-def]
-        result = real(self)
-        if self.step == step:
-            os.kill(os.getpid(), signal.SIGINT)
+    @functools.wraps(real)
+    def then_interrupt(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == n:
+            if isinstance(what, int):
+                os.kill(os.getpid(), what)
+            else:
+                raise what()
         return result
 
-    monkeypatch.setattr(cls, method, then_ctrl_c)
+    setattr(owner, name, then_interrupt)
     try:
         yield
     finally:
-        monkeypatch.setattr(cls, method, real)
+        setattr(owner, name, real)
 
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli import classwise
 from unlearnable_cli.cli import app
-from unlearnable_cli.config import Method, Preset, train_config
-from unlearnable_cli.train import Interrupted, Trainer, train_generator
+from unlearnable_cli.config import Interrupted, Method, Preset, train_config
+from unlearnable_cli.console import stop_requests
+from unlearnable_cli.methods import classwise_em as classwise
+from unlearnable_cli.methods.classwise_em import ClassWiseEM
+from unlearnable_cli.train import train_generator
 from unlearnable_cli.weights import WeightsError, load_generator_file
 
-from conftest import ctrl_c_after, tinted_classes
+from conftest import interrupt_after, tinted_classes
 
 runner = CliRunner()
 
@@ -32,7 +35,7 @@ def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cw")
     data = tinted_classes(root / "data", ["red", "green", "blue"], 10)
     out = root / "cw.safetensors"
-    train_generator(data, out, config(), torch.device("cpu"), show_progress=False)
+    train_generator(data, out, config(), torch.device("cpu"))
     return out
 
 
@@ -106,9 +109,10 @@ def test_class_wise_needs_em(tmp_path: Path):
 def test_class_wise_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     data = tinted_classes(tmp_path / "data", ["red", "green"], 8)
     straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    train_generator(data, straight, config(), torch.device("cpu"), show_progress=False)
-    with ctrl_c_after(monkeypatch, Trainer, "em_round", 2), pytest.raises(Interrupted):
-        train_generator(data, resumed, config(), torch.device("cpu"), show_progress=False)
-    train_generator(data, resumed, config(), torch.device("cpu"), resume=True, show_progress=False)
+    train_generator(data, straight, config(), torch.device("cpu"))
+    with interrupt_after((ClassWiseEM, "train_step"), 1, signal.SIGINT), stop_requests(graceful=True) as stop, \
+            pytest.raises(Interrupted):
+        train_generator(data, resumed, config(), torch.device("cpu"), should_stop=stop)
+    train_generator(data, resumed, config(), torch.device("cpu"), resume=True)
     a, b = load_generator_file(straight), load_generator_file(resumed)
     assert a.digest == b.digest

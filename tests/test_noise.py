@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnable_cli.attacks import PGD
-from unlearnable_cli.noise import ErrorMinimizingNoise, Method, NoiseConfig, ball_bounds, draws_per_chunk
+from unlearnable_cli.noise import ErrorMinimizingNoise, NoiseConfig, Perturbation, ball_bounds, draws_per_chunk
 from unlearnable_cli.transforms import TransformSpec
 from unlearnable_cli.protect import quantize
 
@@ -19,20 +19,20 @@ def loss(model, x, y):
         return F.cross_entropy(model(x), y).item()
 
 
-@pytest.mark.parametrize("method", list(Method))
-def test_noise_lowers_the_loss_and_respects_the_ball(method):
+@pytest.mark.parametrize("perturbation", list(Perturbation))
+def test_noise_lowers_the_loss_and_respects_the_ball(perturbation):
     model, _ = tiny_model()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(8, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (8,), generator=g)
-    cfg = NoiseConfig(method=method, steps=5, eot_samples=2, adv_steps=2)
+    cfg = NoiseConfig(perturbation=perturbation, steps=5, eot_samples=2, adv_steps=2)
     delta = ErrorMinimizingNoise(model, cfg)(x, y, g)
     assert delta.shape == x.shape
     assert delta.abs().max() <= cfg.radius + 1e-6
     assert ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
     before, after = loss(model, x, y), loss(model, x + delta, y)
     random_noise = loss(model, (x + (torch.rand(x.shape, generator=g) * 2 - 1) * cfg.radius).clamp(0, 1), y)
-    assert after < 0.7 * before, f"{method}: loss {before:.3f} -> {after:.3f}"
+    assert after < 0.7 * before, f"{perturbation}: loss {before:.3f} -> {after:.3f}"
     assert after < 0.7 * random_noise, "no better than random noise of the same size"
 
 
@@ -112,7 +112,7 @@ def test_draws_are_chunked_in_whole_balanced_draws():
 def test_chunking_does_not_change_the_gradient_direction():
     model, _ = tiny_model()
     x, y = torch.rand(6, 3, 32, 32), torch.arange(6)
-    cfg = NoiseConfig(method=Method.EM, steps=3, eot_samples=4, transform=TransformSpec.identity())
+    cfg = NoiseConfig(perturbation=Perturbation.NONE, steps=3, eot_samples=4, transform=TransformSpec.identity())
     whole = ErrorMinimizingNoise(model, replace(cfg, max_forward=1000))(x, y, torch.Generator().manual_seed(0))
     parts = ErrorMinimizingNoise(model, replace(cfg, max_forward=6))(x, y, torch.Generator().manual_seed(0))
     assert torch.allclose(whole, parts, atol=1e-6)

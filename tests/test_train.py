@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
-from unlearnable_cli.config import ConfigError, Preset, train_config
-from unlearnable_cli.noise import Method
-from unlearnable_cli.train import Interrupted, Trainer, train_generator
+from unlearnable_cli.config import ConfigError, Interrupted, Method, Preset, train_config
+from unlearnable_cli.console import stop_requests
+from unlearnable_cli.methods.sem import SEM
+from unlearnable_cli.train import train_generator
 from unlearnable_cli.weights import load_generator, read_card
 
-from conftest import ctrl_c_after
+from conftest import interrupt_after
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--steps", "4", "--batch-size", "8", "--noise-steps", "2",
@@ -46,7 +48,7 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("method", list(Method))
 def test_each_method_trains_and_writes_a_complete_card(dataset, tmp_path, method):
     out = tmp_path / f"{method.value}.safetensors"
-    card = train_generator(dataset, out, tiny_config(method=method), torch.device("cpu"), show_progress=False)
+    card = train_generator(dataset, out, tiny_config(method=method), torch.device("cpu"))
     model, loaded = load_generator(out)
     assert loaded == card
     assert card.method == method.value and card.class_names == ["blue", "green", "red"]   # sorted folder names
@@ -63,15 +65,15 @@ def test_each_method_trains_and_writes_a_complete_card(dataset, tmp_path, method
 def test_resume_after_interrupt_equals_uninterrupted(dataset, tmp_path, monkeypatch):
     cfg = tiny_config(steps=5, log_every=1)
     straight = tmp_path / "straight.safetensors"
-    train_generator(dataset, straight, cfg, torch.device("cpu"), show_progress=False)
+    train_generator(dataset, straight, cfg, torch.device("cpu"))
 
     resumed = tmp_path / "resumed.safetensors"
-    # Ctrl-C arrives after the 2nd step, so the 3rd is the one interrupted
-    with ctrl_c_after(monkeypatch, Trainer, "sem_step", 2), \
+    # Ctrl-C arrives during the 3rd step: the run stops once it is done
+    with interrupt_after((SEM, "train_step"), 3, signal.SIGINT), stop_requests(graceful=True) as stop, \
             pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
-        train_generator(dataset, resumed, cfg, torch.device("cpu"), show_progress=False)
+        train_generator(dataset, resumed, cfg, torch.device("cpu"), should_stop=stop)
     assert resumed.with_suffix(".ckpt.safetensors").exists() and not resumed.exists()
-    train_generator(dataset, resumed, cfg, torch.device("cpu"), resume=True, show_progress=False)
+    train_generator(dataset, resumed, cfg, torch.device("cpu"), resume=True)
     a, _ = load_generator(straight)
     b, _ = load_generator(resumed)
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -106,10 +108,10 @@ def test_method_defaults_and_presets():
 
 def test_resume_with_other_options_is_refused(dataset, tmp_path):
     out = tmp_path / "g.safetensors"
-    train_generator(dataset, out, tiny_config(), torch.device("cpu"), show_progress=False)
+    train_generator(dataset, out, tiny_config(), torch.device("cpu"))
     out.unlink()                                   # as if the run had stopped before its end
     with pytest.raises(ConfigError, match="different options or data"):
-        train_generator(dataset, out, tiny_config(lr=0.05), torch.device("cpu"), resume=True, show_progress=False)
+        train_generator(dataset, out, tiny_config(lr=0.05), torch.device("cpu"), resume=True)
 
 
 def test_cli_generator_is_accepted_by_protect(dataset, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.cli import app
-from unlearnable_cli.config import ConfigError, Method, NoiseConfig, Preset, train_config
+from unlearnable_cli.config import ConfigError, Interrupted, Method, NoiseConfig, Perturbation, Preset, train_config
 from unlearnable_cli.noise import ErrorMinimizingNoise
-from unlearnable_cli.score import ScoreConfig, held_out_loss, load_score, train_score
-from unlearnable_cli.train import Interrupted, Trainer, train_generator
+from unlearnable_cli.methods.tue import TUE
+from unlearnable_cli.methods.score import ScoreConfig, held_out_loss, load_score, train_score
+from unlearnable_cli.console import stop_requests
+from unlearnable_cli.train import train_generator
 from unlearnable_cli.weights import load_generator_file
 
-from conftest import ctrl_c_after, tinted_classes, tiny_model
+from conftest import interrupt_after, tinted_classes, tiny_model
 
 runner = CliRunner()
 TINY = dict(method=Method.TUE, arch="convnet", width=4, steps=4, batch_size=8, noise_steps=2, adv_steps=2,
@@ -54,7 +57,7 @@ def test_the_collapse_term_lowers_the_score_norm(score_model):
     images = x.float() / 255
 
     def norm(score_step: float) -> float:
-        cfg = NoiseConfig(method=Method.TUE, steps=5, eot_samples=1, random_radius=0.0, score_step=score_step)
+        cfg = NoiseConfig(perturbation=Perturbation.UNIFORM, steps=5, eot_samples=1, random_radius=0.0, score_step=score_step)
         delta = ErrorMinimizingNoise(generator, cfg, score_model=score)(images, y, torch.Generator().manual_seed(0))
         assert delta.abs().max() <= 8 / 255 + 1e-6
         with torch.no_grad():
@@ -66,7 +69,7 @@ def test_the_collapse_term_lowers_the_score_norm(score_model):
 def test_a_tiny_tue_generator_trains_reloads_and_protects_within_the_bound(tmp_path: Path):
     data = tinted_classes(tmp_path / "data", ["red", "green", "blue"], 10)
     out = tmp_path / "tue.safetensors"
-    card = train_generator(data, out, train_config(Preset.CPU, **TINY), torch.device("cpu"), show_progress=False)
+    card = train_generator(data, out, train_config(Preset.CPU, **TINY), torch.device("cpu"))
     loaded = load_generator_file(out)
     assert loaded.card == card and card.method == "tue"
     assert any(k.startswith("score.") for k in loaded.extras)
@@ -101,14 +104,15 @@ def test_tue_resume_equals_uninterrupted_and_a_bad_score_file_is_named(tmp_path:
     data = tinted_classes(tmp_path / "data", ["red", "green"], 8)
     cfg = train_config(Preset.CPU, **TINY)
     straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    train_generator(data, straight, cfg, torch.device("cpu"), show_progress=False)
-    with ctrl_c_after(monkeypatch, Trainer, "sem_step", 1), pytest.raises(Interrupted):
-        train_generator(data, resumed, cfg, torch.device("cpu"), show_progress=False)
+    train_generator(data, straight, cfg, torch.device("cpu"))
+    with interrupt_after((TUE, "train_step"), 2, signal.SIGINT), stop_requests(graceful=True) as stop, \
+            pytest.raises(Interrupted):
+        train_generator(data, resumed, cfg, torch.device("cpu"), should_stop=stop)
     score_file = resumed.with_suffix(".score.safetensors")
     good = score_file.read_bytes()
     score_file.write_bytes(good[:-7] + bytes(7))                          # corrupted
     with pytest.raises(ConfigError, match="score.safetensors.*SHA-256"):
-        train_generator(data, resumed, cfg, torch.device("cpu"), resume=True, show_progress=False)
+        train_generator(data, resumed, cfg, torch.device("cpu"), resume=True)
     score_file.write_bytes(good)
-    train_generator(data, resumed, cfg, torch.device("cpu"), resume=True, show_progress=False)
+    train_generator(data, resumed, cfg, torch.device("cpu"), resume=True)
     assert load_generator_file(straight).digest == load_generator_file(resumed).digest

@@ -7,7 +7,6 @@ exit code 1; everything else is in the library modules.
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,8 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import ConfigError, Device, EvalConfig, Method, Preset, ProtectConfig, VictimRuns, levels, resolve_device, train_config
-from .console import (DOMAIN_ERRORS, Command, Group, Terminated, console, err_console, fail, os_failure,
-                      sigterm_as_interrupt, stopped)
+from .console import Command, Group, command_errors, console, err_console, fail, os_failure, progress_bar, stop_requests
 from .budget import Budget
 from .imageio import OutputFormat
 from .weights import WeightsError
@@ -74,8 +72,6 @@ def protect(
     quiet: QuietOpt = False,
 ) -> None:
     """Add small, bounded noise to your images so that models trained on them learn less from them."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from . import distributed
     from .config import protect_config
     from .folders import default_output_dir
@@ -95,9 +91,13 @@ def protect(
     def report_failure(rel: str, reason: str) -> None:
         err_console.print(f"[red]failed[/red] {root / rel}: {reason}", highlight=False, soft_wrap=True)
 
-    kept = "finished images are saved, rerun the same command to do the rest"
+    kept = ("no previews were finished" if cfg.preview else
+            "finished images are saved, rerun the same command to do the rest")
     part = distributed.launched()
-    try:
+    given = {"--steps": steps, "--step-size": step_size, "--eot-samples": eot_samples,
+             "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale,
+             "--score-step": score_step, "--highpass": highpass}
+    with command_errors(kept, part):
         cfg.validate()
         if shard is not None:
             if part.talks:
@@ -108,33 +108,11 @@ def protect(
         dev = distributed.local_device(dev)
         weights_path = resolve_weights(weights)
         generator = load_generator_file(weights_path, dev)
-        given = {"--steps": steps, "--step-size": step_size, "--eot-samples": eot_samples,
-                 "--random-radius": random_radius, "--eot-grayscale": eot_grayscale, "--eot-scale": eot_scale,
-                 "--score-step": score_step, "--highpass": highpass}
         check_options(generator.card, [k for k, v in given.items() if v is not None], weights_path)
-        with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                              "images", TimeRemainingColumn(), console=err_console,
-                                              disable=quiet or not part.leader, transient=True) as bar:
-            task = bar.add_task("read", total=None)
-
-            def progress(phase: str, n: float, total: int) -> None:
-                bar.update(task, description=phase, completed=n, total=total)
-
+        with stop_requests(), progress_bar("images", quiet or not part.leader) as progress:
             summary = protect_folder(input_path, output_dir, generator.model, generator.card, cfg, dev,
-                                     weights_path, on_error=report_failure, progress=progress, shard=part,
-                                     extras=generator.extras)
-    except KeyboardInterrupt as e:
-        raise stopped(kept if not cfg.preview else "no previews were finished", isinstance(e, Terminated))
-    except DOMAIN_ERRORS as e:
-        raise fail(str(e))
-    except OSError as e:
-        raise os_failure(e, kept)
-    except RuntimeError as e:
-        if not part.talks:
-            raise
-        raise fail(distributed.lost_peer(part, e, kept))
-    finally:
-        distributed.stop()
+                                     weights_path, on_error=report_failure, shard=part, extras=generator.extras,
+                                     progress=lambda phase, n, total: progress(phase, n, total))
     if not part.leader:                   # rank 0 speaks for the whole job
         return
     for w in summary.warnings:
@@ -210,8 +188,6 @@ def eval_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train fresh models on clean and on protected images and compare their test accuracy."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from .config import eval_config, named_folders, victim_config
     from .defenses import DefenseError
     from .evaluate import run_evaluation, save_report
@@ -220,7 +196,7 @@ def eval_cmd(
 
     kept = (f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
             if report else "nothing was kept (give --report to make an evaluation resumable)")
-    try:
+    with command_errors(kept, extra=(DefenseError,)):
         victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                                image_size=image_size, adv_steps=adv_steps, seed=seed,
                                adv_step_size=None if adv_step_size is None else levels(adv_step_size))
@@ -236,23 +212,8 @@ def eval_cmd(
             if importlib.util.find_spec("matplotlib") is None:
                 raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
         dev = resolve_device(device)
-        with sigterm_as_interrupt(), Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                              "epochs", TimeElapsedColumn(), console=err_console,
-                                              disable=quiet, transient=True) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(label: str, epoch: int, total: int) -> None:
-                if label not in tasks:
-                    tasks[label] = bar.add_task(label, total=total)
-                bar.update(tasks[label], completed=epoch)
-
-            result = run_evaluation(cfg, dev, progress)
-    except KeyboardInterrupt as e:
-        raise stopped(kept, isinstance(e, Terminated))
-    except (DefenseError,) + DOMAIN_ERRORS as e:
-        raise fail(str(e))
-    except OSError as e:
-        raise os_failure(e, kept)
+        with stop_requests(), progress_bar("epochs", quiet, elapsed=True) as progress:
+            result = run_evaluation(cfg, dev, lambda label, epoch, total: progress(label, epoch, total))
     if result.reused_runs:
         err_console.print(f"reused {result.reused_runs} finished victim(s) from {journal_path(report)}",  # type: ignore[arg-type]
                           highlight=False)
@@ -314,13 +275,13 @@ def train_generator_cmd(
 ) -> None:
     """Train a noise generator (surrogate classifier) on an image-folder data set."""
     from . import distributed
-    from .train import Interrupted, train_generator
+    from .train import train_generator
 
     def lv(v: Optional[float]) -> Optional[float]:
         return None if v is None else levels(v)
 
     part = distributed.launched()
-    try:
+    with command_errors("the last checkpoint is kept, rerun with --resume to continue", part):
         cfg = train_config(preset, method=method, arch=arch, width=width, stem_stride=stem_stride, steps=steps,
                            batch_size=batch_size, lr=lr, radius=lv(radius), step_size=lv(step_size),
                            noise_steps=noise_steps, eot_samples=eot_samples,
@@ -332,26 +293,13 @@ def train_generator_cmd(
                            highpass=highpass,
                            score_step=lv(score_step), score_sigma=lv(score_sigma), score_steps=score_steps,
                            score_model=None if score_model is None else str(score_model), tue_eot=tue_eot or None)
-        from .models import MODELS
-        if cfg.arch not in MODELS:
-            raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of: {', '.join(sorted(MODELS))}")
         dev = resolve_device(device)
         distributed.start(part, dev)
-        card = train_generator(data_dir, output, cfg, distributed.local_device(dev), resume=resume,
-                               show_progress=not quiet, export_only=export_checkpoint,
-                               overwrite=overwrite, dataset_name=dataset_name, shard=part)
-    except Interrupted as e:
-        raise stopped(str(e), e.signum == signal.SIGTERM)
-    except DOMAIN_ERRORS as e:
-        raise fail(str(e))
-    except OSError as e:
-        raise os_failure(e, "the last checkpoint is kept, rerun with --resume to continue")
-    except RuntimeError as e:
-        if not part.talks:
-            raise
-        raise fail(distributed.lost_peer(part, e, "the last checkpoint is kept, rerun with --resume to continue"))
-    finally:
-        distributed.stop()
+        with stop_requests(graceful=True) as stop, \
+                progress_bar("", quiet or not part.leader, status=True, transient=False) as progress:
+            card = train_generator(data_dir, output, cfg, distributed.local_device(dev), resume=resume,
+                                   export_only=export_checkpoint, overwrite=overwrite, dataset_name=dataset_name,
+                                   shard=part, progress=progress, should_stop=stop)
     if not part.leader:                   # rank 0 wrote the generator and speaks for the job
         return
     from .summary import metric_lines

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from .config import ConfigError
+from .config import ConfigError, Interrupted
 from .data import DatasetError
 from .imageio import ImageReadError
 from .weights import WeightsError
+
+if TYPE_CHECKING:
+    from .distributed import Shard
 
 console = Console()
 err_console = Console(stderr=True)
@@ -71,6 +74,47 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, ``kill``), handled like Ctrl-C: stop, say what is kept."""
 
 
+class StopRequests:
+    """The commands' one interruption mechanism: Ctrl-C (SIGINT) and SIGTERM.
+
+    Calling it returns the number of the signal that asked to stop (0: none).  With
+    ``graceful`` (``train-generator``) the first signal only sets that number, which the
+    loop checks between steps to save a checkpoint first; without it (``protect``,
+    ``eval``, whose finished outputs are already on disk) the first signal stops at once,
+    as :class:`KeyboardInterrupt` (SIGINT) or :class:`Terminated` (SIGTERM).  A second
+    signal always stops at once.
+    """
+
+    def __init__(self, graceful: bool) -> None:
+        self.graceful, self.signum = graceful, 0
+
+    def __call__(self) -> int:
+        return self.signum
+
+    def handle(self, signum: int, frame: object) -> None:
+        again, self.signum = bool(self.signum), self.signum or signum
+        if again or not self.graceful:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextmanager
+def stop_requests(graceful: bool = False) -> Iterator[StopRequests]:
+    """Within the block SIGINT and SIGTERM go to a :class:`StopRequests` (not installed
+    outside the main thread, where Python's default Ctrl-C stays)."""
+    requests = StopRequests(graceful)
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, requests.handle)
+    except ValueError:                     # not the main thread (tests): nothing to install
+        pass
+    try:
+        yield requests
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def stopped(message: str, terminated: bool = False) -> typer.Exit:
     """A run stopped on request: its work is saved, so not an error; exit 130 after Ctrl-C,
     143 after SIGTERM (the shells' 128 + signal number)."""
@@ -78,18 +122,53 @@ def stopped(message: str, terminated: bool = False) -> typer.Exit:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated`, so the command's Ctrl-C path
-    (finished work kept, one line saying so) also serves ``kill``."""
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:                     # not the main thread (tests): nothing to install
-        yield
-        return
+def command_errors(kept: str, shard: "Shard | None" = None, extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Every command's one exception-to-message wrapper: a stop on request (exit 130/143,
+    saying what is ``kept``), a domain error (``extra`` too: one red line, exit 1), a file
+    that could not be read or written, and, under torchrun (``shard``), a lost process.
+    With ``shard`` the process group is closed on the way out."""
     try:
         yield
+    except Interrupted as e:
+        raise stopped(str(e), e.signum == signal.SIGTERM)
+    except KeyboardInterrupt as e:
+        raise stopped(kept, isinstance(e, Terminated))
+    except DOMAIN_ERRORS + extra as e:
+        raise fail(str(e))
+    except OSError as e:
+        raise os_failure(e, kept)
+    except RuntimeError as e:
+        if shard is None or not shard.talks:
+            raise
+        from . import distributed
+        raise fail(distributed.lost_peer(shard, e, kept))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if shard is not None:
+            from . import distributed
+            distributed.stop()
+
+
+#: ``progress(label, done, total, status="")``: one bar per label, updated in place.
+ProgressFn = Callable[..., None]
+
+
+@contextmanager
+def progress_bar(unit: str, disable: bool, elapsed: bool = False, status: bool = False,
+                 transient: bool = True) -> Iterator[ProgressFn]:
+    """The progress display of every command, on stderr: one bar per label the library
+    reports (``read``/``protect``, each victim, ``score estimator``/``train sem``)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    columns: list[Any] = ["[bold]{task.description}", BarColumn(), MofNCompleteColumn(), unit]
+    columns += [TextColumn("{task.fields[status]}")] if status else []
+    columns += [TimeElapsedColumn()] if elapsed or status else []
+    columns += [] if elapsed else [TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, disable=disable, transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: float, total: int | None, state: str = "") -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total, status=state)
+            bar.update(tasks[label], completed=done, total=total, status=state)
+
+        yield progress

@@ -24,10 +24,14 @@ import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+if TYPE_CHECKING:
+    import torch
 
 from .atomic import atomic_path
 
@@ -70,6 +74,11 @@ class DecodedImage:
     @property
     def grayscale(self) -> bool:
         return self.pixels.shape[2] == 1
+
+    def tensor(self) -> "torch.Tensor":
+        """The pixels as a ``(C, H, W)`` uint8 tensor (sharing memory with :attr:`pixels`)."""
+        import torch
+        return torch.from_numpy(self.pixels).permute(2, 0, 1)
 
 
 @dataclass

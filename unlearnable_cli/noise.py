@@ -4,15 +4,15 @@ One implementation of the inner minimization of SEM's Algorithm 1 (lines 2-9):
 
     δ ← Π_{‖δ‖∞ ≤ ρ_u, x+δ ∈ [0,1]} ( δ − α_u · sign( Σ_j ∇_δ L(f(t_j(x+δ) + δʳ_j), y) ) )
 
-with the method deciding δʳ_j:
+with the method (:mod:`unlearnable_cli.methods`) deciding δʳ_j through ``perturbation``:
 
-- ``sem``: δʳ_j ~ U(−ρ_r, ρ_r) (stable error-minimizing noise, Liu et al. 2024);
-- ``rem``: δʳ_j = PGD maximization of the loss within ρ_r (robust EM, Fu et al. 2022);
-- ``em``:  δʳ_j = 0 (error-minimizing noise, Huang et al. 2021);
-- ``tue``: δʳ_j = 0, or uniform as SEM's when ρ_r > 0, and a second sign step per
-  iteration, −α_s·sign(∇_δ Σ_i ‖s_φ(x_i + δ_i, y_i)‖), that moves each image towards a
-  mode of its class's density under TUE's score estimator (data collapse, Fang et
-  al.; :mod:`score`).
+- ``uniform``: δʳ_j ~ U(−ρ_r, ρ_r) (SEM, stable error-minimizing noise, Liu et al. 2024; TUE);
+- ``worst-case``: δʳ_j = PGD maximization of the loss within ρ_r (REM, robust EM, Fu et al. 2022);
+- ``none``:  δʳ_j = 0 (EM, error-minimizing noise, Huang et al. 2021);
+
+and TUE adding, with ``score_step`` > 0, a second sign step per iteration,
+−α_s·sign(∇_δ Σ_i ‖s_φ(x_i + δ_i, y_i)‖), that moves each image towards a mode of its
+class's density under TUE's score estimator (data collapse, Fang et al.; :mod:`methods.score`).
 
 With ``highpass`` > 1 (``protect --highpass``, for photos) each step also removes
 δ's structure coarser than that many pixels (:func:`coarse_part`) before the
@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 from . import transforms
 from .attacks import PGD, eval_mode, uniform_like
-from .config import Method, NoiseConfig
+from .config import NoiseConfig, Perturbation
 
-__all__ = ["ErrorMinimizingNoise", "Method", "NoiseConfig", "ball_bounds", "coarse_part", "draws_per_chunk"]
+__all__ = ["ErrorMinimizingNoise", "NoiseConfig", "Perturbation", "ball_bounds", "coarse_part", "draws_per_chunk"]
 
 
 class ErrorMinimizingNoise:
@@ -66,9 +66,9 @@ class ErrorMinimizingNoise:
                              generator: torch.Generator | None) -> torch.Tensor:
         """δʳ for one step: uniform (SEM), worst-case PGD (REM) or none (EM)."""
         cfg = self.config
-        if cfg.method in (Method.SEM, Method.TUE) and cfg.random_radius > 0:
+        if cfg.perturbation is Perturbation.UNIFORM and cfg.random_radius > 0:
             return uniform_like(xt, cfg.random_radius, generator)
-        if cfg.method is Method.REM and cfg.random_radius > 0:
+        if cfg.perturbation is Perturbation.WORST_CASE and cfg.random_radius > 0:
             return self._rem_attack(xt, y, generator) - xt.detach()
         return torch.zeros((), device=xt.device)
 

@@ -19,7 +19,6 @@ Under torchrun the ranks also split the reading and rank 0 writes the manifest; 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,16 +26,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import labels as labelling, manifest, seeding
+from . import labels as labelling, manifest
 from .config import ConfigError, ProtectConfig
 from .distributed import SINGLE, Shard, gather_json
 from .folders import check_folders, find_inputs, output_names, prepare_output
-from .imageio import DecodedImage, ImageReadError, read_image, write_image
+from .imageio import DecodedImage, write_image
 from .manifest import is_finished, previous_records
 from .metrics import psnr
 from .preview import preview_sheet, spread
+from .batches import batch_generator, make_batches, read_batch
 from .protector import Protector, check_options, quantize
-from .scan import Entry, scan, to_tensor
+from .scan import Entry, scan
 from .weights import GeneratorCard
 
 __all__ = ["Entry", "ProtectSummary", "Protector", "check_options", "protect_folder", "quantize"]
@@ -73,18 +73,6 @@ class ProtectSummary:
         return self.output_dir / manifest.MANIFEST
 
 
-def make_batches(entries: list[Entry], cfg: ProtectConfig) -> list[list[Entry]]:
-    """Batches of equal shape (and alpha), in path order, capped by count and by pixels."""
-    by_shape: dict[tuple[int, int, int], list[Entry]] = defaultdict(list)
-    for e in sorted(entries, key=lambda e: e.rel):
-        by_shape[e.shape].append(e)
-    batches = []
-    for shape, members in sorted(by_shape.items()):
-        per_batch = max(1, min(cfg.batch_size, cfg.max_batch_pixels // max(1, shape[0] * shape[1])))
-        batches += [members[i:i + per_batch] for i in range(0, len(members), per_batch)]
-    return batches
-
-
 def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: torch.Tensor,
                  loss_after: float) -> dict[str, object]:
     """The manifest record of one protected image (``out``/``original``: (C, H, W) uint8)."""
@@ -96,23 +84,34 @@ def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: tor
             "loss_after": round(loss_after, 5)}
 
 
-def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
-                   cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
-                   on_error: Callable[[str, str], None] = lambda rel, reason: None,
-                   progress: Progress = lambda phase, done, total: None,
-                   shard: Shard = SINGLE, extras: dict[str, torch.Tensor] | None = None) -> ProtectSummary:
-    """Protect every image under ``input_dir`` (a folder, or one image file) into
-    ``output_dir``; see the module docstring.
+@dataclass
+class Job:
+    """One ``protect`` run's context, passed from stage to stage."""
 
-    ``on_error(rel, reason)`` is called for each unusable file; ``progress(phase, n,
-    total)`` while images are read (``"read"``) and as noise steps finish
-    (``"protect"``; ``n`` counts images, fractionally within a batch).  With
-    ``cfg.preview`` only that many images are protected and written as side-by-side
-    sheets (:mod:`preview`), with no manifest.  ``shard``: this process's part of a
-    run in several processes (:mod:`distributed`).  ``extras``: the generator file's
-    method tensors (class-wise EM's patterns).
-    """
-    start = time.perf_counter()
+    input_dir: Path
+    output_dir: Path
+    card: GeneratorCard
+    cfg: ProtectConfig
+    shard: Shard
+    summary: ProtectSummary
+    on_error: Callable[[str, str], None]
+    progress: Progress
+    records: dict[str, manifest.Record] = field(default_factory=dict)
+    header: dict[str, object] = field(default_factory=dict)
+
+    def failed(self, rel: str, reason: str) -> None:
+        self.summary.failed.append((rel, reason))
+        self.on_error(rel, reason)
+
+    def done(self, e: Entry) -> bool:
+        """Whether ``e``'s output is already there from a run with the same settings."""
+        return not self.cfg.overwrite and is_finished(self.records.get(e.rel), e, self.output_dir)
+
+
+def plan(input_dir: Path, output_dir: Path, card: GeneratorCard, cfg: ProtectConfig,
+         shard: Shard) -> tuple[list[Entry], list[str]]:
+    """Stage 1: check options and folders before any work; find the inputs and name their
+    outputs.  Returns the entries and the notes on what was passed over."""
     cfg.validate()
     if cfg.preview and not shard.single:
         raise ConfigError("--preview runs in one process; drop --shard or torchrun")
@@ -130,98 +129,134 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
             labelling.classes_by_name([e.group for e in entries], card.class_names)
         except labelling.LabelError as e:
             raise ConfigError(f"{input_dir}: {e}") from e
-    summary = ProtectSummary(output_dir, part="" if shard.single or shard.talks else f"{shard.index + 1}/{shard.count}")
-    if cfg.steps * cfg.alpha < cfg.radius:
-        summary.warnings.append(f"--steps {cfg.steps} x --step-size {cfg.alpha * 255:g} levels cannot carry the "
-                                f"noise across its bound of {cfg.radius_levels}: much of it stays random")
+    return entries, passed_over
 
-    def failed(rel: str, reason: str) -> None:
-        summary.failed.append((rel, reason))
-        on_error(rel, reason)
 
-    protector = Protector(model, card, cfg, device, extras)
-    entries, label_warnings = scan(entries, protector, cfg, failed, shard,
-                                   progress=lambda n: progress("read", n, len(files)),
-                                   on_remote_error=lambda rel, reason: summary.failed.append((rel, reason)))
-    summary.warnings += label_warnings + passed_over
-    summary.classes = {e.group: card.class_names[e.label] for e in entries}
-    scan_failures = len(summary.failed)   # the same on every rank; later ones are this process's own
-    if not entries:                       # nothing readable: create nothing
-        summary.seconds = time.perf_counter() - start
-        return summary
-    prepare_output(output_dir)
-    if cfg.preview:
-        chosen = spread(entries, cfg.preview)
-        write_previews(chosen, make_batches(chosen, cfg), protector, cfg, output_dir, summary,
-                       lambda n: progress("protect", n, len(chosen)))
-        summary.seconds = time.perf_counter() - start
-        return summary
-    manifest_path = output_dir / manifest.MANIFEST
-    header = manifest.header(input_dir, output_dir, weights_path, card, protector.digest,
-                             protector.noise_config, cfg, device)
-    records, warnings = previous_records(output_dir, entries, header, cfg.overwrite, shard)
-    summary.warnings += warnings
-
-    def done(e: Entry) -> bool:
-        return not cfg.overwrite and is_finished(records.get(e.rel), e, output_dir)
-
+def resume_plan(job: Job, entries: list[Entry], protector: Protector, weights_path: Path | None,
+                device: torch.device) -> list[list[Entry]]:
+    """Stage 3: the manifest header, what earlier runs finished (refusing to mix settings),
+    and this process's batches."""
+    cfg, shard, output_dir = job.cfg, job.shard, job.output_dir
+    head = manifest.header(job.input_dir, output_dir, weights_path, job.card, protector.digest,
+                           protector.noise_config, cfg, device)
+    job.records, warnings = previous_records(output_dir, entries, head, cfg.overwrite, shard)
+    job.summary.warnings += warnings
     if shard.single:
-        manifest.write(manifest_path, header, records, summary.failed)   # a crash leaves this run's header
+        manifest.write(job.summary.manifest, head, job.records, job.summary.failed)  # a crash leaves this header
     else:
-        manifest.start_journal(output_dir, header, shard)                # a part's header goes in its journal
-    batches = [b for i, b in enumerate(make_batches(entries, cfg)) if shard.owns(i)]
+        manifest.start_journal(output_dir, head, shard)                          # a part's header goes in its journal
+    job.header = head
+    return [b for i, b in enumerate(make_batches(entries, cfg)) if shard.owns(i)]
+
+
+def protect_batches(job: Job, batches: list[list[Entry]], protector: Protector) -> list[str]:
+    """Stage 4: noise, quantize and write each batch, journalling its records; returns the
+    sources this process protected."""
+    cfg, summary = job.cfg, job.summary
     mine = [e for b in batches for e in b]
-    pending_total = sum(not done(e) for e in mine)
+    pending_total = sum(not job.done(e) for e in mine)
     summary.skipped = len(mine) - pending_total
-    progress("protect", 0, pending_total)
-    written = 0
-    new_rels: list[str] = []
-    last_manifest = time.perf_counter()
+    job.progress("protect", 0, pending_total)
+    written, new_rels, last_manifest = 0, [], time.perf_counter()
     for batch in batches:
-        todo = [e for e in batch if not done(e)]
+        todo = [e for e in batch if not job.done(e)]
         if not todo:
             continue
-        images, keep = read_batch(batch, todo, cfg, failed)
+        images, keep = read_batch(batch, todo, cfg, job.failed)
         if not keep:
             continue
-        x_u8 = torch.stack([to_tensor(img) for img in images])
-        labels = torch.tensor([e.label for e in keep])
-        out, after = protector.protect(x_u8, labels, batch_generator(cfg, batch),
-                                       on_step=lambda k, n: progress("protect", written + len(todo) * k / n,
-                                                                     pending_total))
-        finished = []
-        for i, (e, img) in enumerate(zip(keep, images)):
-            if e not in todo:
-                continue
-            pixels = out[i].permute(1, 2, 0).numpy()
-            try:
-                write_image(output_dir / e.output_rel, pixels, img.alpha, img.icc,
-                            img.exif if cfg.keep_exif else None, cfg.output_format)
-            except ValueError as err:              # too large for the chosen format
-                failed(e.rel, str(err))
-                continue
-            records[e.rel] = image_record(e, card, out[i], x_u8[i], after[i].item())
-            finished.append(records[e.rel])
-            new_rels.append(e.rel)
-            summary.processed += 1
+        x_u8 = torch.stack([img.tensor() for img in images])
+        out, after = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
+                                       on_step=lambda k, n: job.progress("protect", written + len(todo) * k / n,
+                                                                         pending_total))
+        finished = write_outputs(job, keep, images, todo, out, x_u8, after)
+        new_rels += [str(r["source"]) for r in finished]
         written += len(todo)
-        manifest.append_journal(manifest_path, finished, shard)
-        if shard.single and time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
-            manifest.write(manifest_path, header, records, summary.failed)
+        manifest.append_journal(summary.manifest, finished, job.shard)
+        if job.shard.single and time.perf_counter() - last_manifest > MANIFEST_INTERVAL_S:
+            manifest.write(summary.manifest, job.header, job.records, summary.failed)
             last_manifest = time.perf_counter()
-        progress("protect", written, pending_total)
-    if shard.talks:
-        mine = entries                     # rank 0 reports on (and records) the whole job
-        _collect_ranks(records, summary, new_rels, scan_failures)
-    if shard.leader and not summary.part:
-        manifest.write(manifest_path, header, records, summary.failed)
-        manifest.remove_journals(output_dir)
-        summary.manifest_written = True
+        job.progress("protect", written, pending_total)
+    return new_rels
+
+
+def write_outputs(job: Job, keep: list[Entry], images: list[DecodedImage], todo: list[Entry], out: torch.Tensor,
+                  x_u8: torch.Tensor, after: torch.Tensor) -> list[manifest.Record]:
+    """Write each pending image of a protected batch atomically; returns their records."""
+    finished = []
+    for i, (e, img) in enumerate(zip(keep, images)):
+        if e not in todo:
+            continue
+        try:
+            write_image(job.output_dir / e.output_rel, out[i].permute(1, 2, 0).numpy(), img.alpha, img.icc,
+                        img.exif if job.cfg.keep_exif else None, job.cfg.output_format)
+        except ValueError as err:              # too large for the chosen format
+            job.failed(e.rel, str(err))
+            continue
+        job.records[e.rel] = image_record(e, job.card, out[i], x_u8[i], after[i].item())
+        finished.append(job.records[e.rel])
+        job.summary.processed += 1
+    return finished
+
+
+def summarize(job: Job, mine: list[Entry]) -> None:
+    """Stage 5: the statistics of the images this run reports on (PSNR, largest change, sizes)."""
+    summary, records = job.summary, job.records
     new = [records[e.rel] for e in mine if e.rel in records]
     summary.psnr = [r["psnr"] for r in new if r["psnr"] is not None]  # type: ignore[misc]
     summary.worst_linf = max((int(r["linf"]) for r in new), default=0)  # type: ignore[arg-type]
     summary.bytes_in = sum(e.source.stat().st_size for e in mine if e.rel in records)
-    summary.bytes_out = sum((output_dir / str(r["output"])).stat().st_size for r in new)
+    summary.bytes_out = sum((job.output_dir / str(r["output"])).stat().st_size for r in new)
+
+
+def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: GeneratorCard,
+                   cfg: ProtectConfig, device: torch.device, weights_path: Path | None = None,
+                   on_error: Callable[[str, str], None] = lambda rel, reason: None,
+                   progress: Progress = lambda phase, done, total: None,
+                   shard: Shard = SINGLE, extras: dict[str, torch.Tensor] | None = None) -> ProtectSummary:
+    """Protect every image under ``input_dir`` (a folder, or one image file) into
+    ``output_dir``, in the stages plan → scan → resume plan → batches → summary (module docstring).
+
+    ``on_error(rel, reason)`` is called for each unusable file; ``progress(phase, n,
+    total)`` while images are read (``"read"``) and as noise steps finish
+    (``"protect"``; ``n`` counts images, fractionally within a batch).  With
+    ``cfg.preview`` only that many images are protected and written as side-by-side
+    sheets (:mod:`preview`), with no manifest.  ``shard``: this process's part of a
+    run in several processes (:mod:`distributed`).  ``extras``: the generator file's
+    method tensors (class-wise EM's patterns, TUE's score estimator).
+    """
+    start = time.perf_counter()
+    entries, passed_over = plan(input_dir, output_dir, card, cfg, shard)
+    summary = ProtectSummary(output_dir, part="" if shard.single or shard.talks else f"{shard.index + 1}/{shard.count}")
+    if cfg.steps * cfg.alpha < cfg.radius:
+        summary.warnings.append(f"--steps {cfg.steps} x --step-size {cfg.alpha * 255:g} levels cannot carry the "
+                                f"noise across its bound of {cfg.radius_levels}: much of it stays random")
+    job = Job(input_dir, output_dir, card, cfg, shard, summary, on_error, progress)
+    protector = Protector(model, card, cfg, device, extras)
+    n_files = len(entries)
+    entries, label_warnings = scan(entries, protector, cfg, job.failed, shard,
+                                   progress=lambda n: progress("read", n, n_files),
+                                   on_remote_error=lambda rel, reason: summary.failed.append((rel, reason)))
+    summary.warnings += label_warnings + passed_over
+    summary.classes = {e.group: card.class_names[e.label] for e in entries}
+    scan_failures = len(summary.failed)   # the same on every rank; later ones are this process's own
+    if entries:                           # nothing readable: create nothing
+        prepare_output(output_dir)
+        if cfg.preview:
+            chosen = spread(entries, cfg.preview)
+            write_previews(chosen, make_batches(chosen, cfg), protector, cfg, output_dir, summary,
+                           lambda n: progress("protect", n, len(chosen)))
+        else:
+            batches = resume_plan(job, entries, protector, weights_path, device)
+            new_rels = protect_batches(job, batches, protector)
+            mine = entries if shard.talks else [e for b in batches for e in b]  # rank 0 reports on the whole job
+            if shard.talks:
+                _collect_ranks(job.records, summary, new_rels, scan_failures)
+            if shard.leader and not summary.part:
+                manifest.write(summary.manifest, job.header, job.records, summary.failed)
+                manifest.remove_journals(output_dir)
+                summary.manifest_written = True
+            summarize(job, mine)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -240,25 +275,6 @@ def _collect_ranks(records: dict[str, manifest.Record], summary: ProtectSummary,
     summary.failed = summary.failed[:scan_failures] + [tuple(f) for p in parts for f in p["failed"]]  # type: ignore[misc]
 
 
-def batch_generator(cfg: ProtectConfig, batch: list[Entry]) -> torch.Generator:
-    """The random stream of one batch, keyed by its files (not by what a run had left to do)."""
-    return seeding.generator(cfg.seed, "protect", *[e.rel for e in batch])
-
-
-def read_batch(batch: list[Entry], todo: list[Entry], cfg: ProtectConfig,
-               failed: Callable[[str, str], None]) -> tuple[list[DecodedImage], list[Entry]]:
-    """Decode a batch again (images are not kept in memory between the scan and here)."""
-    images, keep = [], []
-    for e in batch:
-        try:
-            images.append(read_image(e.source, cfg.max_pixels))
-            keep.append(e)
-        except ImageReadError as err:  # changed since the scan
-            if e in todo:
-                failed(e.rel, err.reason)
-    return images, keep
-
-
 def write_previews(chosen: list[Entry], batches: list[list[Entry]], protector: Protector, cfg: ProtectConfig,
                    output_dir: Path, summary: ProtectSummary, progress: Callable[[float], None]) -> None:
     """Protect ``chosen`` and write one side-by-side sheet each (original | protected | noise)."""
@@ -267,7 +283,7 @@ def write_previews(chosen: list[Entry], batches: list[list[Entry]], protector: P
         images, keep = read_batch(batch, batch, cfg, lambda rel, reason: summary.failed.append((rel, reason)))
         if not keep:
             continue
-        x_u8 = torch.stack([to_tensor(img) for img in images])
+        x_u8 = torch.stack([img.tensor() for img in images])
         out, _ = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
                                    on_step=lambda k, n: progress(done + len(keep) * k / n))
         for i, e in enumerate(keep):

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
 from . import labels as labelling
 from .config import ProtectConfig
 from .distributed import SINGLE, Shard, gather_json
-from .imageio import DecodedImage, ImageReadError, read_image
-from .protector import Protector
+from .imageio import ImageReadError, read_image
 
 #: Files read together while scanning; their thumbnails go through the generator as one
 #: batch.  Chunks are cut from the file list, so any number of processes computes the
@@ -41,11 +40,22 @@ class Entry:
         return str(Path(self.rel).parent.as_posix())
 
 
-def to_tensor(img: DecodedImage) -> torch.Tensor:
-    return torch.from_numpy(img.pixels).permute(2, 0, 1)
+class Classifier(Protocol):
+    """What the scan needs of a generator: its classes, a thumbnail at its input size, log-probabilities."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    def thumbnail(self, image_u8: torch.Tensor) -> torch.Tensor:
+        """``(1, C, H, W)`` uint8 (C = 1 or 3) -> ``(1, 3, h, w)`` in [0, 1] at the generator's input size."""
+        ...
+
+    def log_probs(self, thumbnails: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, h, w)`` -> log-probabilities ``(N, K)`` on the CPU."""
+        ...
 
 
-def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
+def scan(entries: list[Entry], classifier: Classifier, cfg: ProtectConfig,
          on_error: Callable[[str, str], None], shard: Shard = SINGLE, chunk: int = SCAN_CHUNK,
          progress: Callable[[int], None] = lambda n: None,
          on_remote_error: Callable[[str, str], None] = lambda rel, reason: None) -> tuple[list[Entry], list[str]]:
@@ -73,11 +83,10 @@ def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
                 on_error(entries[i].rel, err.reason)
                 failures.append((i, err.reason))
                 continue
-            x = to_tensor(img)[None].to(protector.device).float() / 255
-            thumbs.append(protector.thumbnails(x.expand(-1, 3, -1, -1)))
+            thumbs.append(classifier.thumbnail(img.tensor()[None]))
             readable.append((i, img.pixels.shape, img.alpha is not None))
         if thumbs:
-            lp = protector.log_probs(torch.cat(thumbs))
+            lp = classifier.log_probs(torch.cat(thumbs))
             found.update({i: (shape, alpha, lp[j]) for j, (i, shape, alpha) in enumerate(readable)})
     if shard.talks:
         found, failures = _exchange(found, failures, entries, on_remote_error)
@@ -89,7 +98,7 @@ def scan(entries: list[Entry], protector: Protector, cfg: ProtectConfig,
     if not ok:
         return ok, []
     lp = torch.stack([found[i][2] for i in sorted(found)])
-    assignment = labelling.assign_labels(cfg.labels, lp.exp(), [e.group for e in ok], protector.card.class_names)
+    assignment = labelling.assign_labels(cfg.labels, lp.exp(), [e.group for e in ok], classifier.class_names)
     for i, (e, label) in enumerate(zip(ok, assignment.labels)):
         e.label, e.loss_before = label, -lp[i, label].item()
     return ok, assignment.warnings

@@ -16,20 +16,21 @@ import os
 import sys
 from pathlib import Path
 
-from unlearnable_cli import protector, train
+from unlearnable_cli import protector
+from unlearnable_cli.methods.sem import SEM
 from unlearnable_cli.cli import app
 
 DIE_RANK = int(os.environ.get("UNLEARNABLE_TEST_DIE_RANK", "-1"))
 DIE_AT = int(os.environ.get("UNLEARNABLE_TEST_DIE_STEP", "-1"))
 
 if int(os.environ.get("RANK", "0")) == DIE_RANK:
-    real_step, real_protect = train.Trainer.sem_step, protector.Protector.protect
+    real_step, real_protect = SEM.train_step, protector.Protector.protect
     calls = {"batches": 0}
 
-    def sem_step(self):  # type: ignore[no-untyped-def]
-        if self.step == DIE_AT:
+    def sem_step(self, run):  # type: ignore[no-untyped-def]
+        if run.step == DIE_AT:
             os._exit(9)
-        return real_step(self)
+        return real_step(self, run)
 
     def protect_batch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if calls["batches"] == DIE_AT:
@@ -37,7 +38,7 @@ if int(os.environ.get("RANK", "0")) == DIE_RANK:
         calls["batches"] += 1
         return real_protect(self, *args, **kwargs)
 
-    train.Trainer.sem_step = sem_step  # type: ignore[method-assign]
+    SEM.train_step = sem_step  # type: ignore[method-assign]
     protector.Protector.protect = protect_batch  # type: ignore[method-assign]
 
 

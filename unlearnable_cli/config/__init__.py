@@ -8,13 +8,13 @@ here".
 """
 
 
-from .common import (ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Method, NoiseConfig,
+from .common import (ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Interrupted, Method, NoiseConfig, Perturbation,
                      VictimRuns, levels, resolve_device)
 from .evaluate import EVAL_PRESETS, EvalConfig, VictimConfig, eval_config, named_folders, victim_config
 from .protect import ProtectConfig, protect_config
-from .train import EM_DEFAULTS, PRESETS, Preset, TrainConfig, train_config
+from .train import PRESETS, Preset, TrainConfig, train_config
 
-__all__ = ["ADV_RADIUS", "ADV_STEP_SIZE", "EM_DEFAULTS", "EVAL_PRESETS", "PRESETS", "RADIUS", "STEP_SIZE",
-           "ConfigError", "Device", "EvalConfig", "Method", "NoiseConfig", "Preset", "ProtectConfig",
+__all__ = ["ADV_RADIUS", "ADV_STEP_SIZE", "EVAL_PRESETS", "PRESETS", "RADIUS", "STEP_SIZE",
+           "ConfigError", "Device", "Interrupted", "EvalConfig", "Method", "NoiseConfig", "Perturbation", "Preset", "ProtectConfig",
            "TrainConfig", "VictimConfig", "VictimRuns", "eval_config", "levels", "named_folders",
            "protect_config", "resolve_device", "train_config", "victim_config"]

@@ -44,13 +44,31 @@ class ConfigError(ValueError):
     """An option value that cannot work; raised before any work starts."""
 
 
+class Interrupted(Exception):
+    """A run stopped on request (Ctrl-C / SIGTERM) after saving what it had; ``signum`` says which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 class Method(str, Enum):
-    """Which unlearnable-examples method shapes the noise (and the generator training)."""
+    """Which unlearnable-examples method shapes the noise (and the generator training);
+    each is a class in :mod:`unlearnable_cli.methods`."""
 
     SEM = "sem"
     REM = "rem"
     EM = "em"
     TUE = "tue"
+
+
+class Perturbation(str, Enum):
+    """How the noise engine draws δʳ_j in each step: none (EM), uniform in ±ρ_r (SEM, TUE)
+    or by PGD maximization within ρ_r (REM)."""
+
+    NONE = "none"
+    UNIFORM = "uniform"
+    WORST_CASE = "worst-case"
 
 
 def highpass_check(pixels: int) -> tuple[bool, str]:
@@ -62,12 +80,12 @@ def highpass_check(pixels: int) -> tuple[bool, str]:
 class NoiseConfig:
     """Hyperparameters of the noise optimization, all in [0, 1] pixel units.
 
-    Defaults are the SEM paper's CIFAR-10 recipe: ρ_u = 8/255, α_u = 1.6/255,
+    Defaults are the SEM paper's CIFAR-10 recipe (uniform δʳ): ρ_u = 8/255, α_u = 1.6/255,
     K_u = 10, J = 5, ρ_r = ρ_a = 4/255 (and, for REM's inner maximization,
     α_a = 0.8/255 with K_a = 10 steps).
     """
 
-    method: Method = Method.SEM
+    perturbation: Perturbation = Perturbation.UNIFORM  # how δʳ is drawn (the method's choice)
     radius: float = RADIUS           # ρ_u, the promised L∞ bound
     step_size: float = STEP_SIZE     # α_u
     steps: int = 10                  # K_u

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..budget import Budget
 from ..imageio import DEFAULT_MAX_PIXELS, OutputFormat
-from ..transforms import TransformSpec
-from .common import RADIUS, ConfigError, Method, NoiseConfig, highpass_check
-
-if TYPE_CHECKING:
-    from ..weights import GeneratorCard
+from .common import RADIUS, ConfigError, highpass_check
 
 
 @dataclass
@@ -47,28 +41,6 @@ class ProtectConfig:
     def alpha(self) -> float:
         """α_u: the step size actually used (ρ_u / 5 unless given)."""
         return self.step_size if self.step_size is not None else self.radius / 5
-
-    def noise_config(self, card: "GeneratorCard") -> NoiseConfig:
-        """The noise engine settings for ``card``'s generator, with the derived defaults:
-        α_u = ρ_u / 5, J = 5 (1 when the generator's transform is the identity, as for
-        EM: there is nothing to average over), ρ_r = the generator's ρ_a, and REM's inner
-        attack as the generator was trained with it."""
-        spec = card.transform_spec
-        if self.eot_min_scale is not None:
-            spec = dataclasses.replace(spec, min_scale=self.eot_min_scale)
-        hyper = card.hyperparameters
-        tue = Method(card.method) is Method.TUE
-        # TUE as its paper writes it draws no δʳ; its generator was trained with ρ_a all the same
-        default_rr = 0.0 if tue and not hyper.get("tue_eot") else card.adv_radius
-        return NoiseConfig(
-            method=Method(card.method), radius=self.radius, step_size=self.alpha, steps=self.steps,
-            eot_samples=self.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else 5),
-            random_radius=default_rr if self.random_radius is None else self.random_radius,
-            adv_step_size=float(hyper.get("adv_step_size", NoiseConfig.adv_step_size)),
-            adv_steps=int(hyper.get("adv_steps", NoiseConfig.adv_steps)),
-            transform=spec, grayscale_draws=self.eot_grayscale, highpass=self.highpass,
-            score_step=(float(hyper.get("score_step", 0.0)) if self.score_step is None else self.score_step)
-            if tue else 0.0)
 
     @property
     def radius_levels(self) -> int:

@@ -8,11 +8,13 @@ from enum import Enum
 
 from typing import TYPE_CHECKING
 
-from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, highpass_check
+from ..models import MODELS
 from ..transforms import TransformSpec
+from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, highpass_check
 
 if TYPE_CHECKING:
-    from ..score import ScoreConfig
+    from ..methods.base import UnlearnableMethod
+    from ..methods.score import ScoreConfig
 
 
 class Preset(str, Enum):
@@ -73,26 +75,8 @@ class TrainConfig:
     def rho_r(self) -> float:
         return self.adv_radius if self.random_radius is None else self.random_radius
 
-    @property
-    def deterministic_noise(self) -> bool:
-        """Noise without random transforms or δʳ: EM, and TUE as its paper writes it."""
-        return self.method is Method.EM or (self.method is Method.TUE and not self.tue_eot)
-
-    def noise_config(self) -> NoiseConfig:
-        """The noise engine settings this training run uses (and ships in the card)."""
-        nc = NoiseConfig(
-            method=self.method, radius=self.radius, step_size=self.step_size,
-            steps=self.noise_steps, eot_samples=self.eot_samples,
-            random_radius=0.0 if self.deterministic_noise else self.rho_r,
-            adv_step_size=self.adv_step_size, adv_steps=self.adv_steps,
-            transform=self.transform_spec(), score_step=self.score_step if self.method is Method.TUE else 0.0,
-            highpass=self.highpass)
-        if self.deterministic_noise:      # Huang et al. / Fang et al.: no augmentation and no EOT in the noise
-            nc = dataclasses.replace(nc, transform=TransformSpec.identity(), eot_samples=1)
-        return nc
-
     def score_config(self) -> "ScoreConfig":
-        from ..score import ScoreConfig
+        from ..methods.score import ScoreConfig
         return ScoreConfig(sigma=self.score_sigma, width=self.score_width, depth=self.score_depth,
                            steps=self.score_steps, batch_size=self.batch_size, lr=self.score_lr)
 
@@ -115,16 +99,23 @@ class TrainConfig:
             (self.stem_stride in (1, 2), "--stem-stride must be 1 or 2"),
             (self.stem_stride == 1 or self.arch == "resnet18", "--stem-stride applies to resnet18 only"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
-            (not self.class_wise or self.method is Method.EM, "--class-wise applies to --method em only"),
             highpass_check(self.highpass),
             (self.highpass <= self.image_size, "--highpass must not exceed --image-size"),
-            (not (self.highpass and self.class_wise), "--highpass does not apply to --class-wise patterns"),
-            (self.score_step > 0 and self.score_sigma > 0 and self.score_steps >= 1,
-             "--score-step, --score-sigma and --score-steps must be positive"),
+            (self.arch in MODELS, f"unknown --arch {self.arch!r}; choose one of: {', '.join(sorted(MODELS))}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.method_class().validate(self)
+
+    def noise_config(self) -> "NoiseConfig":
+        """The noise engine settings this training run uses (and ships in the card): the method's."""
+        return self.method_class().train_noise_config(self)
+
+    def method_class(self) -> "type[UnlearnableMethod]":
+        """The method class this run trains with (:mod:`unlearnable_cli.methods`)."""
+        from ..methods import method_class
+        return method_class(self.method, self.class_wise)
 
     @property
     def arch_kwargs(self) -> dict[str, int]:
@@ -137,9 +128,9 @@ class TrainConfig:
         d["method"] = self.method.value
         d["random_radius"] = self.rho_r
         d["lr_milestones"] = list(self.lr_milestones)
-        if self.method is not Method.TUE:   # TUE's settings mean nothing to the other methods' cards
-            d = {k: v for k, v in d.items() if not k.startswith("score_") and k != "tue_eot"}
-        return d
+        # options only another method reads mean nothing to this method's card
+        foreign = {k for cls in all_method_classes() if cls is not self.method_class() for k in cls.own_train_options}
+        return {k: v for k, v in d.items() if k not in foreign - set(self.method_class().own_train_options)}
 
     #: Fields added after the first checkpoints, with the value those runs always had: a
     #: checkpoint fingerprint leaves them out at that value, so older runs still resume.
@@ -154,24 +145,23 @@ PRESETS: dict[Preset, dict[str, object]] = {
 }
 
 
-#: EM's own sample-wise recipe (Huang et al. 2021, appendix): T = 20 noise steps of ε/10,
-#: no adversarial training; applied with ``--method em`` unless an option overrides it.
-EM_DEFAULTS: dict[str, object] = dict(noise_steps=20, step_size=0.8 / 255, adv_radius=0.0)
-
-
-#: Options that only TUE reads (refused with another method rather than silently ignored).
-TUE_ONLY = ("score_step", "score_sigma", "score_width", "score_depth", "score_steps", "score_lr", "score_model",
-            "tue_eot")
+def all_method_classes() -> "list[type[UnlearnableMethod]]":
+    from ..methods import METHODS
+    return list(METHODS.values())
 
 
 def train_config(preset: Preset, **overrides: object) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset with explicit options (``None`` = keep) on top."""
+    """A :class:`TrainConfig` from a preset, the method's own defaults, and explicit options
+    (``None`` = keep) on top; options only another method reads are refused."""
+    from ..methods import method_class
     given = {k: v for k, v in overrides.items() if v is not None}
-    stray = [k for k in TUE_ONLY if k in given]
-    if stray and Method(given.get("method", Method.SEM)) is not Method.TUE:
-        raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in stray)}: TUE's options; "
-                          "add --method tue, or leave them out")
-    method_defaults = EM_DEFAULTS if Method(given.get("method", Method.SEM)) is Method.EM else {}
-    cfg = TrainConfig(**{**PRESETS[preset], **method_defaults, **given})
+    method = method_class(given.get("method", Method.SEM), bool(given.get("class_wise")))
+    foreign = {k for cls in all_method_classes() for k in cls.own_train_options} - set(method.own_train_options)
+    stray = [k for k in foreign if k in given]
+    if stray:
+        owners = sorted({cls.name.upper() for cls in all_method_classes() for k in stray if k in cls.own_train_options})
+        raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in sorted(stray))}: {'/'.join(owners)}'s "
+                          f"options; add --method {' or '.join(o.lower() for o in owners)}, or leave them out")
+    cfg = TrainConfig(**{**PRESETS[preset], **method.train_defaults, **given})
     cfg.validate()
     return cfg

@@ -9,21 +9,18 @@ ones is refused.  Checkpoints and trimmed logs are written atomically.
 from __future__ import annotations
 
 import json
-import signal
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from . import __version__
-from .atomic import atomic_path
-from .config import ConfigError, TrainConfig
-from .weights import state_tensors
+from .. import __version__
+from ..atomic import atomic_path
+from ..config import ConfigError, TrainConfig
+from ..weights import state_tensors
 
 
 @dataclass
@@ -107,30 +104,6 @@ def append_log(log: Path, record: dict[str, object]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-@contextmanager
-def stop_requests() -> Iterator[dict[str, int]]:
-    """Turn the first Ctrl-C / SIGTERM into a flag (the signal's number) checked between
-    steps; a second one aborts."""
-    flag = {"stop": 0}
-
-    def handler(signum: int, frame: object) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = signum
-
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not in the main thread: no handlers, plain KeyboardInterrupt
-        pass
-    try:
-        yield flag
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
 def default_dataset_name(data_dir: Path) -> str:
     """``parent/folder`` (``cifar10/train``): a folder's own name is often just ``train``."""
     resolved = Path(data_dir).resolve()
@@ -164,3 +137,13 @@ def check_previous_run(paths: RunPaths, cfg: TrainConfig, resume: bool, overwrit
                           "continue it, or --overwrite to start over and discard it")
 
 
+
+
+def fingerprint(cfg: TrainConfig, data_digest: str) -> str:
+    """What a checkpoint must have been made with to be resumed: the options and the data."""
+    d = cfg.to_dict()
+    d.pop("checkpoint_every"), d.pop("log_every")
+    for key, before in TrainConfig.ADDED_LATER.items():   # checkpoints from before these existed resume
+        if d.get(key, before) == before:
+            d.pop(key, None)
+    return json.dumps({"config": d, "data": data_digest}, sort_keys=True)
