@@ -26,7 +26,7 @@ import time
 
 import torch
 
-import unlearnable_cli.noise as noise
+import unlearnable_cli.engine.noise as noise
 from common import WORK, command_line, record
 
 ENGINE = ["--highpass", "16"]   # switches noise.py's filter on; band_part replaces what it removes
@@ -44,7 +44,7 @@ def band_part(delta: torch.Tensor, shortest: float, longest: float) -> torch.Ten
 
 def protect_in_band(shortest: float, longest: float, args: list[str]) -> float:
     """Run ``unlearnable protect ARGS`` in this process with the band filter; wall seconds."""
-    from unlearnable_cli.cli import app
+    from unlearnable_cli.commands.app import app
     original = noise.coarse_part
     noise.coarse_part = lambda d, size: d - band_part(d, shortest, longest)
     start = time.perf_counter()

@@ -147,7 +147,7 @@ def io(reps: int, photos: int) -> None:
     from skimage import data as samples
 
     sys.path.insert(0, str(ROOT))
-    from unlearnable_cli.imageio import OutputFormat, read_image, write_image
+    from unlearnable_cli.io.images import OutputFormat, read_image, write_image
 
     src = HERE / "io-1mp"
     shutil.rmtree(src, ignore_errors=True)

@@ -118,7 +118,7 @@ def evaluate(name: str, sizes: list[int], conditions: list[str], sites: list[str
 def seen(names: list[str], sizes: list[int]) -> None:
     """Per protection and victim size: mean |δ|, RMS and the share of values with |δ| ≥ 4 levels
     (half of ρ_u = 8) of the protected minus the clean training photos, as the victim loads them."""
-    from unlearnable_cli.data import load_pairs
+    from unlearnable_cli.io.datasets import load_pairs
     for name in names:
         for size in sizes:
             clean, prot, _, _, pairs = load_pairs(HERE / "lfw10" / "train", HERE / f"protected-{name}", size, False)
@@ -252,7 +252,7 @@ def interval_cell(successes: float, n: int) -> str:
 
 
 def summary() -> None:
-    from unlearnable_cli.report import ratio_cell
+    from unlearnable_cli.evaluate.report import ratio_cell
 
     def cell(acc: float, n: int) -> str:
         return interval_cell(acc / 100 * n, n)

@@ -105,8 +105,8 @@ def visibility_inputs(work: Path, split: dict[str, dict[str, list[str]]]) -> dic
 def measure(clean: Path, protected: Path) -> dict[str, object]:
     """PSNR, SSIM and low-frequency share per image pair, full size: mean and worst."""
     import torch
-    from unlearnable_cli.data import match_folders
-    from unlearnable_cli.imageio import read_image
+    from unlearnable_cli.io.datasets import match_folders
+    from unlearnable_cli.io.images import read_image
     from unlearnable_cli.metrics import low_frequency_share, psnr, spectral_low_share, ssim_batch
     rows = []
     for a_path, b_path in match_folders(clean, protected)[0]:

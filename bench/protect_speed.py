@@ -38,11 +38,11 @@ from common import ROOT, SHARED, load, machine_line, record, table, write_markdo
 
 sys.path.insert(0, str(ROOT))
 
-from unlearnable_cli import transforms  # noqa: E402
-from unlearnable_cli.config import ProtectConfig  # noqa: E402
-from unlearnable_cli.noise import ErrorMinimizingNoise, NoiseConfig, draws_per_chunk  # noqa: E402
-from unlearnable_cli.protect import protect_folder  # noqa: E402
-from unlearnable_cli.weights import GeneratorCard, save_generator  # noqa: E402
+from unlearnable_cli.engine import transforms
+from unlearnable_cli.config import ProtectConfig
+from unlearnable_cli.engine.noise import ErrorMinimizingNoise, NoiseConfig, draws_per_chunk
+from unlearnable_cli.protect.job import protect_folder
+from unlearnable_cli.models.weights import GeneratorCard, save_generator
 
 CIFAR_TEST = SHARED / "cifar10" / "test"
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from common import load, machine_line, record, table, write_markdown
 from unlearnable_cli.config import Method, Preset, train_config
-from unlearnable_cli.models import build_model
+from unlearnable_cli.models.architectures import build_model
 from unlearnable_cli.train import train_generator
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, features
 
-from unlearnable_cli.weights import GeneratorCard, save_generator
+from unlearnable_cli.models.weights import GeneratorCard, save_generator
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

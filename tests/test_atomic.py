@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from unlearnable_cli.atomic import append_json_lines, atomic_path, read_json_lines
-from unlearnable_cli.weights import save_generator
+from unlearnable_cli.io.atomic import append_json_lines, atomic_path, read_json_lines
+from unlearnable_cli.models.weights import save_generator
 
 from conftest import tiny_model
 

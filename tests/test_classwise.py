@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
+from unlearnable_cli.commands.app import app
 from unlearnable_cli.config import Interrupted, Method, Preset, train_config
-from unlearnable_cli.console import stop_requests
+from unlearnable_cli.commands.console import stop_requests
 from unlearnable_cli.methods import classwise_em as classwise
 from unlearnable_cli.methods.classwise_em import ClassWiseEM
 from unlearnable_cli.train import train_generator
-from unlearnable_cli.weights import WeightsError, load_generator_file
+from unlearnable_cli.models.weights import WeightsError, load_generator_file
 
 from conftest import interrupt_after, tinted_classes
 

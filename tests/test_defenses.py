@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from unlearnable_cli import defenses
-from unlearnable_cli.defenses import BatchDefense, Defense, DefenseError, parse
+from unlearnable_cli.evaluate import defenses
+from unlearnable_cli.evaluate.defenses import BatchDefense, Defense, DefenseError, parse
 
 
 def test_parse_values_and_errors():

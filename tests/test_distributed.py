@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli import manifest
-from unlearnable_cli.cli import app
+from unlearnable_cli.protect import manifest
+from unlearnable_cli.commands.app import app
 from unlearnable_cli.config import ConfigError
 from unlearnable_cli.distributed import Shard, parse_shard
-from unlearnable_cli.weights import load_generator
+from unlearnable_cli.models.weights import load_generator
 
 from conftest import tinted_classes
 

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
-from unlearnable_cli.imageio import read_image
+from unlearnable_cli.commands.app import app
+from unlearnable_cli.io.images import read_image
 from unlearnable_cli.metrics import wilson_interval
 
 runner = CliRunner()

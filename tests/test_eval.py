@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
-from unlearnable_cli import evaluate as evaluate_module
-from unlearnable_cli.data import match_folders
-from unlearnable_cli.journal import journal_path
+from unlearnable_cli.commands.app import app
+from unlearnable_cli.evaluate import scenarios as evaluate_module
+from unlearnable_cli.io.datasets import match_folders
+from unlearnable_cli.evaluate.journal import journal_path
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -276,7 +276,7 @@ def test_ratio_interval_matches_katz_and_covers_the_true_ratio():
     """protected / clean accuracy with its 95% interval: Katz's log interval by hand, a zero
     count, no images, and its coverage over simulated victims (true ratio 0.30 / 0.85)."""
     from unlearnable_cli.metrics import ratio_interval
-    from unlearnable_cli.report import ratio_cell
+    from unlearnable_cli.evaluate.report import ratio_cell
 
     lo, hi = ratio_interval(35, 136, 119, 136)        # by hand: exp(ln(35/119) ± 1.96·0.14922)
     assert abs(lo - 0.2195) < 1e-3 and abs(hi - 0.3940) < 1e-3

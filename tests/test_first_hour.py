@@ -15,13 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnable_cli import imageio, manifest, weights
-from unlearnable_cli.cli import app
-from unlearnable_cli.data import match_folders
-from unlearnable_cli.evaluate import EvalReport, Run
-from unlearnable_cli.imageio import read_image
-from unlearnable_cli.report import result_warnings
-from unlearnable_cli.weights import load_generator, read_card
+from unlearnable_cli.io import images as imageio
+from unlearnable_cli.protect import manifest
+from unlearnable_cli.models import weights
+from unlearnable_cli.commands.app import app
+from unlearnable_cli.io.datasets import match_folders
+from unlearnable_cli.evaluate.scenarios import EvalReport, Run
+from unlearnable_cli.io.images import read_image
+from unlearnable_cli.evaluate.report import result_warnings
+from unlearnable_cli.models.weights import load_generator, read_card
 
 from conftest import save, small, tinted_classes
 
@@ -193,7 +195,7 @@ def test_plain_summary_and_class_mapping_with_verbose(tmp_path: Path, tiny_weigh
 
 def test_progress_moves_within_a_batch(tmp_path: Path, tiny_weights: Path):
     from unlearnable_cli.config import ProtectConfig
-    from unlearnable_cli.protect import protect_folder
+    from unlearnable_cli.protect.job import protect_folder
     for i in range(3):
         save(small("coffee", 24), tmp_path / "in" / f"{i}.png")        # one batch of three
     model, card = load_generator(tiny_weights)

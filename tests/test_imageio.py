@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from unlearnable_cli.imageio import ImageReadError, find_images, read_image, write_image
+from unlearnable_cli.io.images import ImageReadError, find_images, read_image, write_image
 
 from conftest import exif_rotated_jpeg, save, small
 

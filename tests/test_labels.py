@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnable_cli.labels import LabelError, assign_groups, assign_labels
+from unlearnable_cli.protect.labels import LabelError, assign_groups, assign_labels
 
 CLASSES = ["a", "b", "c", "d"]
 

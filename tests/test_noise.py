@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearnable_cli.attacks import PGD
-from unlearnable_cli.noise import ErrorMinimizingNoise, NoiseConfig, Perturbation, ball_bounds, draws_per_chunk
-from unlearnable_cli.transforms import TransformSpec
-from unlearnable_cli.protect import quantize
+from unlearnable_cli.engine.attacks import PGD
+from unlearnable_cli.engine.noise import ErrorMinimizingNoise, NoiseConfig, Perturbation, ball_bounds, draws_per_chunk
+from unlearnable_cli.engine.transforms import TransformSpec
+from unlearnable_cli.protect.job import quantize
 
 from conftest import tiny_model
 

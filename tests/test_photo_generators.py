@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
-from unlearnable_cli.imageio import read_image
-from unlearnable_cli.models import build_model
-from unlearnable_cli.weights import load_generator
+from unlearnable_cli.commands.app import app
+from unlearnable_cli.io.images import read_image
+from unlearnable_cli.models.architectures import build_model
+from unlearnable_cli.models.weights import load_generator
 
 from conftest import save, small, tinted_classes, tiny_model
 
@@ -53,7 +53,7 @@ def test_a_64_pixel_generator_trains_reloads_and_protects_a_photo(tmp_path: Path
 
 def test_a_generator_trains_on_fine_noise_with_highpass(tmp_path: Path):
     from unlearnable_cli.config import Preset, train_config
-    from unlearnable_cli.noise import ErrorMinimizingNoise, coarse_part
+    from unlearnable_cli.engine.noise import ErrorMinimizingNoise, coarse_part
     cfg = train_config(Preset.CPU, highpass=8, image_size=32)
     assert cfg.noise_config().highpass == 8 and train_config(Preset.CPU).noise_config().highpass == 0
     model, _ = tiny_model()

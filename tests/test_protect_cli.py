@@ -14,11 +14,13 @@ import torch
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from unlearnable_cli import atomic, imageio, manifest, weights
-from unlearnable_cli.cli import app
-from unlearnable_cli.imageio import read_image
-from unlearnable_cli.manifest import previous_records
-from unlearnable_cli.protect import Entry
+from unlearnable_cli.io import atomic, images as imageio
+from unlearnable_cli.protect import manifest
+from unlearnable_cli.models import weights
+from unlearnable_cli.commands.app import app
+from unlearnable_cli.io.images import read_image
+from unlearnable_cli.protect.manifest import previous_records
+from unlearnable_cli.protect.job import Entry
 
 from conftest import BAD_FILES, CLASSES, save, small, tiny_model
 

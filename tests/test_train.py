@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
+from unlearnable_cli.commands.app import app
 from unlearnable_cli.config import ConfigError, Interrupted, Method, Preset, train_config
-from unlearnable_cli.console import stop_requests
+from unlearnable_cli.commands.console import stop_requests
 from unlearnable_cli.methods.sem import SEM
 from unlearnable_cli.train import train_generator
-from unlearnable_cli.weights import load_generator, read_card
+from unlearnable_cli.models.weights import load_generator, read_card
 
 from conftest import interrupt_after
 

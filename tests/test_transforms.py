@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from unlearnable_cli import transforms
-from unlearnable_cli.transforms import TransformSpec
+from unlearnable_cli.engine import transforms
+from unlearnable_cli.engine.transforms import TransformSpec
 
 
 def test_same_size_draws_are_exact_pad_crop_flip():
@@ -89,7 +89,7 @@ def test_scale_and_shift_stay_within_the_spec():
 
 
 def test_grayscale_where_is_the_eval_defense_on_the_chosen_draws_only():
-    from unlearnable_cli.defenses import grayscale
+    from unlearnable_cli.evaluate.defenses import grayscale
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
     which = torch.tensor([True, False, True, False])
     out = transforms.grayscale_where(x, which)

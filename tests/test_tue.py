@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from unlearnable_cli.cli import app
+from unlearnable_cli.commands.app import app
 from unlearnable_cli.config import ConfigError, Interrupted, Method, NoiseConfig, Perturbation, Preset, train_config
-from unlearnable_cli.noise import ErrorMinimizingNoise
+from unlearnable_cli.engine.noise import ErrorMinimizingNoise
 from unlearnable_cli.methods.tue import TUE
 from unlearnable_cli.methods.score import ScoreConfig, held_out_loss, load_score, train_score
-from unlearnable_cli.console import stop_requests
+from unlearnable_cli.commands.console import stop_requests
 from unlearnable_cli.train import train_generator
-from unlearnable_cli.weights import load_generator_file
+from unlearnable_cli.models.weights import load_generator_file
 
 from conftest import interrupt_after, tinted_classes, tiny_model
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnable_cli.budget import FLOOR, Budget, level_map, local_contrast
+from unlearnable_cli.engine.budget import FLOOR, Budget, level_map, local_contrast
 from unlearnable_cli.metrics import low_frequency_share, spectral_low_share
 
 from conftest import small
@@ -57,8 +57,8 @@ def test_protect_with_the_texture_budget_keeps_every_pixel_within_its_own_bound(
     from PIL import Image
     from typer.testing import CliRunner
 
-    from unlearnable_cli.cli import app
-    from unlearnable_cli.imageio import read_image
+    from unlearnable_cli.commands.app import app
+    from unlearnable_cli.io.images import read_image
     rng = np.random.default_rng(0)
     arr = np.full((48, 64, 3), 170, np.uint8)                          # flat left half (a wall, the sky)
     arr[:, 32:] = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)     # textured right half
@@ -76,7 +76,7 @@ def test_protect_with_the_texture_budget_keeps_every_pixel_within_its_own_bound(
 
 
 def test_coarse_part_is_the_slow_structure_and_leaves_fine_noise_alone():
-    from unlearnable_cli.noise import coarse_part
+    from unlearnable_cli.engine.noise import coarse_part
     x = torch.arange(64).float()
     flat = torch.full((1, 3, 64, 64), 0.02)
     assert torch.allclose(coarse_part(flat, 16), flat)                     # a constant shift is all coarse
@@ -92,8 +92,8 @@ def test_coarse_part_is_the_slow_structure_and_leaves_fine_noise_alone():
 def test_protect_with_highpass_keeps_the_bound_and_moves_noise_energy_to_fine_scales(tmp_path, tiny_weights):
     from typer.testing import CliRunner
 
-    from unlearnable_cli.cli import app
-    from unlearnable_cli.imageio import read_image
+    from unlearnable_cli.commands.app import app
+    from unlearnable_cli.io.images import read_image
     src = tmp_path / "in"
     src.mkdir()
     small("astronaut", 96).save(src / "a.png")

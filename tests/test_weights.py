@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unlearnable_cli.weights import WeightsError, load_generator, read_card, save_generator
+from unlearnable_cli.models.weights import WeightsError, load_generator, read_card, save_generator
 
 from conftest import tiny_model
 
@@ -57,7 +57,7 @@ def test_foreign_and_mismatched_files(tmp_path):
     meta = card.to_metadata()
     meta["arch_kwargs"] = json.dumps({"width": 8})         # card says width 8, tensors are width 4
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    from unlearnable_cli.weights import tensors_digest
+    from unlearnable_cli.models.weights import tensors_digest
     meta["tensors_sha256"] = tensors_digest(tensors)
     bad = tmp_path / "mismatch.safetensors"
     save_file(tensors, str(bad), metadata=meta)

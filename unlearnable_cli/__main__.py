@@ -1,5 +1,5 @@
 """``python -m unlearnable_cli`` runs the command line."""
 
-from .cli import app
+from .commands.app import app
 
 app(prog_name="unlearnable")

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import PGD, eval_mode
-from .data import DatasetError, to_device
-from .imageio import read_image
+from .engine.attacks import PGD, eval_mode
+from .io.datasets import DatasetError, to_device
+from .io.images import read_image
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float | None:

@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from unlearnable_cli import protector
+from unlearnable_cli.protect import protector
 from unlearnable_cli.methods.sem import SEM
-from unlearnable_cli.cli import app
+from unlearnable_cli.commands.app import app
 
 DIE_RANK = int(os.environ.get("UNLEARNABLE_TEST_DIE_RANK", "-1"))
 DIE_AT = int(os.environ.get("UNLEARNABLE_TEST_DIE_STEP", "-1"))

@@ -8,8 +8,7 @@ here".
 """
 
 
-from .common import (ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Interrupted, Method, NoiseConfig, Perturbation,
-                     VictimRuns, levels, resolve_device)
+from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Interrupted, Method, NoiseConfig, Perturbation, VictimRuns, levels, resolve_device
 from .evaluate import EVAL_PRESETS, EvalConfig, VictimConfig, eval_config, named_folders, victim_config
 from .protect import ProtectConfig, protect_config
 from .train import PRESETS, Preset, TrainConfig, train_config

@@ -7,7 +7,7 @@ from enum import Enum
 
 import torch
 
-from ..transforms import TransformSpec
+from ..engine.transforms import TransformSpec
 
 #: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255.
 RADIUS = 8 / 255

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..budget import Budget
-from ..imageio import DEFAULT_MAX_PIXELS, OutputFormat
+from ..engine.budget import Budget
+from ..io.images import DEFAULT_MAX_PIXELS, OutputFormat
 from .common import RADIUS, ConfigError, highpass_check
 
 

@@ -8,8 +8,8 @@ from enum import Enum
 
 from typing import TYPE_CHECKING
 
-from ..models import MODELS
-from ..transforms import TransformSpec
+from ..models.architectures import MODELS
+from ..engine.transforms import TransformSpec
 from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, highpass_check
 
 if TYPE_CHECKING:

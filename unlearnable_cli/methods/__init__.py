@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..config import ConfigError, Method
 
 if TYPE_CHECKING:
-    from ..weights import GeneratorCard
+    from ..models.weights import GeneratorCard
     from .base import UnlearnableMethod
 
 M = TypeVar("M", bound="type[UnlearnableMethod]")

@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from ..config import ADV_STEP_SIZE, ConfigError, NoiseConfig, Perturbation, ProtectConfig, TrainConfig
-from ..noise import ErrorMinimizingNoise
-from ..transforms import TransformSpec
+from ..engine.noise import ErrorMinimizingNoise
+from ..engine.transforms import TransformSpec
 
 if TYPE_CHECKING:
     from ..train.run import TrainingRun
-    from ..weights import GeneratorCard
+    from ..models.weights import GeneratorCard
 
 #: ``protect`` options that shape the noise optimization (the ones a person may set).
 NOISE_OPTIONS = ("--steps", "--step-size", "--eot-samples", "--random-radius", "--eot-grayscale", "--eot-scale",

@@ -23,17 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import seeding
-from ..attacks import eval_mode
+from ..engine import seeding
+from ..engine.attacks import eval_mode
 from ..config import ConfigError, NoiseConfig, TrainConfig
-from ..data import to_device
+from ..io.datasets import to_device
 from . import register
 from .base import NOISE_OPTIONS, NoiseFn
 from .em import EM
 
 if TYPE_CHECKING:
     from ..train.run import TrainingRun
-    from ..weights import GeneratorCard
+    from ..models.weights import GeneratorCard
 
 
 

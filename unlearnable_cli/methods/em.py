@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .. import seeding
+from ..engine import seeding
 from ..config import Perturbation, TrainConfig
-from ..data import to_device
+from ..io.datasets import to_device
 from ..metrics import accuracy
 from . import register
 from .base import UnlearnableMethod

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from .. import seeding
-from ..atomic import atomic_path
-from ..data import to_device
-from ..weights import WeightsError, _open, tensors_digest, state_tensors
+from ..engine import seeding
+from ..io.atomic import atomic_path
+from ..io.datasets import to_device
+from ..models.weights import WeightsError, _open, tensors_digest, state_tensors
 
 FORMAT = "unlearnable-score"
 #: Prefix of the score estimator's tensors inside a TUE generator file.

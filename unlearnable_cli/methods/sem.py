@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import seeding, transforms
+from ..engine import seeding, transforms
 from ..config import Perturbation
-from ..data import to_device
+from ..io.datasets import to_device
 from . import register
 from .base import UnlearnableMethod
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from .. import distributed
 from ..config import ConfigError, NoiseConfig, Perturbation, ProtectConfig, TrainConfig
-from ..noise import ErrorMinimizingNoise
-from ..weights import WeightsError, state_tensors
+from ..engine.noise import ErrorMinimizingNoise
+from ..models.weights import WeightsError, state_tensors
 from . import register
 from .base import NOISE_OPTIONS, CardFields, NoiseFn
 from .score import PREFIX, ScoreFile, build_score, load_score, save_score, train_score
@@ -30,7 +30,7 @@ from .sem import SEM
 
 if TYPE_CHECKING:
     from ..train.run import TrainingRun
-    from ..weights import GeneratorCard
+    from ..models.weights import GeneratorCard
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ import time
 
 import torch
 
-from .. import __version__, seeding
-from ..attacks import PGD
-from ..data import to_device
+from .. import __version__
+from ..engine import seeding
+from ..engine.attacks import PGD
+from ..io.datasets import to_device
 from ..metrics import accuracy
-from ..weights import GeneratorCard, save_generator
+from ..models.weights import GeneratorCard, save_generator
 from .run import TrainingRun
 
 #: Held-out robustness is always measured with the same attack, whatever ρ_a was used.

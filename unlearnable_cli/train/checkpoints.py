@@ -18,9 +18,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..io.atomic import atomic_path
 from ..config import ConfigError, TrainConfig
-from ..weights import state_tensors
+from ..models.weights import state_tensors
 
 
 @dataclass

@@ -20,9 +20,9 @@ import torch
 
 from .. import distributed
 from ..config import ConfigError, Interrupted, TrainConfig
-from ..data import load_image_folder
+from ..io.datasets import load_image_folder
 from ..distributed import SINGLE, Shard
-from ..weights import GeneratorCard
+from ..models.weights import GeneratorCard
 from . import checkpoints
 from .card import write_generator
 from .checkpoints import RunPaths, check_previous_run, default_dataset_name

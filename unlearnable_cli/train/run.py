@@ -19,15 +19,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import distributed, seeding
-from ..attacks import PGD
+from .. import distributed
+from ..engine import seeding
+from ..engine.attacks import PGD
 from ..config import ConfigError, TrainConfig
-from ..data import ImageFolderData
+from ..io.datasets import ImageFolderData
 from ..distributed import SINGLE, Shard
 from ..methods.base import UnlearnableMethod
-from ..models import CIFAR_MEAN, CIFAR_STD
-from ..noise import ErrorMinimizingNoise
-from ..weights import GeneratorCard, WeightsError, load_generator
+from ..models.architectures import CIFAR_MEAN, CIFAR_STD
+from ..engine.noise import ErrorMinimizingNoise
+from ..models.weights import GeneratorCard, WeightsError, load_generator
 from .checkpoints import RunPaths
 
 

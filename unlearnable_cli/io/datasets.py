@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imageio import ImageReadError, OutputFormat, find_images, read_image
+from .images import ImageReadError, OutputFormat, find_images, read_image
 
 #: What ``protect`` appends to an input's name (``a.jpg`` -> ``a.png`` or ``a.webp``).
 PROTECT_SUFFIXES = tuple(f.suffix for f in OutputFormat)

@@ -27,17 +27,17 @@ import torch
 from torch import nn
 
 from . import labels as labelling, manifest
-from .config import ConfigError, ProtectConfig
-from .distributed import SINGLE, Shard, gather_json
+from ..config import ConfigError, ProtectConfig
+from ..distributed import SINGLE, Shard, gather_json
 from .folders import check_folders, find_inputs, output_names, prepare_output
-from .imageio import DecodedImage, write_image
+from ..io.images import DecodedImage, write_image
 from .manifest import is_finished, previous_records
-from .metrics import psnr
+from ..metrics import psnr
 from .preview import preview_sheet, spread
 from .batches import batch_generator, make_batches, read_batch
 from .protector import Protector, check_options, quantize
 from .scan import Entry, scan
-from .weights import GeneratorCard
+from ..models.weights import GeneratorCard
 
 __all__ = ["Entry", "ProtectSummary", "Protector", "check_options", "protect_folder", "quantize"]
 

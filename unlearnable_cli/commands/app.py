@@ -13,12 +13,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import __version__
-from .config import ConfigError, Device, EvalConfig, Method, Preset, ProtectConfig, VictimRuns, levels, resolve_device, train_config
+from .. import __version__
+from ..config import ConfigError, Device, EvalConfig, Method, Preset, ProtectConfig, VictimRuns, levels, resolve_device, train_config
 from .console import Command, Group, command_errors, console, err_console, fail, os_failure, progress_bar, stop_requests
-from .budget import Budget
-from .imageio import OutputFormat
-from .weights import WeightsError
+from ..engine.budget import Budget
+from ..io.images import OutputFormat
+from ..models.weights import WeightsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=Group,
                   help="Protect your own images against unauthorized use as training data.")
@@ -72,11 +72,11 @@ def protect(
     quiet: QuietOpt = False,
 ) -> None:
     """Add small, bounded noise to your images so that models trained on them learn less from them."""
-    from . import distributed
-    from .config import protect_config
-    from .folders import default_output_dir
-    from .protect import check_options, protect_folder
-    from .weights import load_generator_file, resolve_weights
+    from .. import distributed
+    from ..config import protect_config
+    from ..protect.folders import default_output_dir
+    from ..protect.job import check_options, protect_folder
+    from ..models.weights import load_generator_file, resolve_weights
 
     cfg = protect_config(radius=None if radius is None else levels(radius), steps=steps,
                          step_size=None if step_size is None else levels(step_size), eot_samples=eot_samples,
@@ -117,7 +117,7 @@ def protect(
         return
     for w in summary.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
-    from .summary import class_lines, plain_summary, preview_summary
+    from ..protect.summary import class_lines, plain_summary, preview_summary
     if not cfg.preview:
         for line in class_lines(summary.classes, verbose):
             console.print(line, highlight=False, soft_wrap=True)
@@ -134,8 +134,8 @@ def info(weights: Annotated[Optional[str], typer.Argument(metavar="[NAME|FILE]",
     """Show a generator's card (architecture, classes, data, accuracies), after checking its file."""
     import dataclasses
 
-    from .summary import card_rows, metric_lines, shipped_table
-    from .weights import load_generator, resolve_weights
+    from ..protect.summary import card_rows, metric_lines, shipped_table
+    from ..models.weights import load_generator, resolve_weights
     try:
         path = resolve_weights(weights)
         _, card = load_generator(path)           # verifies the tensors' SHA-256, as protect does
@@ -188,11 +188,11 @@ def eval_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train fresh models on clean and on protected images and compare their test accuracy."""
-    from .config import eval_config, named_folders, victim_config
-    from .defenses import DefenseError
-    from .evaluate import run_evaluation, save_report
-    from .journal import journal_path
-    from .report import plot_curves, result_warnings, results_table
+    from ..config import eval_config, named_folders, victim_config
+    from ..evaluate.defenses import DefenseError
+    from ..evaluate.scenarios import run_evaluation, save_report
+    from ..evaluate.journal import journal_path
+    from ..evaluate.report import plot_curves, result_warnings, results_table
 
     kept = (f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
             if report else "nothing was kept (give --report to make an evaluation resumable)")
@@ -274,8 +274,8 @@ def train_generator_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a noise generator (surrogate classifier) on an image-folder data set."""
-    from . import distributed
-    from .train import train_generator
+    from .. import distributed
+    from ..train import train_generator
 
     def lv(v: Optional[float]) -> Optional[float]:
         return None if v is None else levels(v)
@@ -302,7 +302,7 @@ def train_generator_cmd(
                                    shard=part, progress=progress, should_stop=stop)
     if not part.leader:                   # rank 0 wrote the generator and speaks for the job
         return
-    from .summary import metric_lines
+    from ..protect.summary import metric_lines
     console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
     for line in metric_lines(card.metrics):
         console.print("  " + line, highlight=False)

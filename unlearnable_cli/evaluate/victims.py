@@ -13,13 +13,14 @@ from typing import Callable
 
 import torch
 
-from . import defenses, seeding, transforms
-from .attacks import PGD
-from .config import VictimConfig
-from .data import to_device
-from .metrics import accuracy
-from .models import CIFAR_MEAN, CIFAR_STD, build_model
-from .weights import model_digest
+from . import defenses
+from ..engine import seeding, transforms
+from ..engine.attacks import PGD
+from ..config import VictimConfig
+from ..io.datasets import to_device
+from ..metrics import accuracy
+from ..models.architectures import CIFAR_MEAN, CIFAR_STD, build_model
+from ..models.weights import model_digest
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Callable
 
 import torch
 
-from . import seeding
-from .config import ProtectConfig
-from .imageio import DecodedImage, ImageReadError, read_image
+from ..engine import seeding
+from ..config import ProtectConfig
+from ..io.images import DecodedImage, ImageReadError, read_image
 from .scan import Entry
 
 

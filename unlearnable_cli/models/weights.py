@@ -24,9 +24,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic import atomic_path
-from .models import MODELS, build_model
-from .transforms import TransformSpec
+from ..io.atomic import atomic_path
+from .architectures import MODELS, build_model
+from ..engine.transforms import TransformSpec
 
 FORMAT = "unlearnable-generator"
 FORMAT_VERSION = 1
@@ -229,7 +229,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
 def shipped_dirs() -> list[Path]:
     """Where shipped generators are looked for: inside the installed package (a wheel
     carries ``weights/`` as ``unlearnable_cli/weights/``), then the source checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     return [here / "weights", here.parent / "weights"]
 
 

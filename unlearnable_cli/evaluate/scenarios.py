@@ -25,12 +25,14 @@ from typing import Callable
 
 import torch
 
-from . import __version__, defenses, seeding
-from .atomic import atomic_path
-from .config import ConfigError, EvalConfig, VictimConfig, VictimRuns
-from .data import data_digest, load_files, load_image_folder, load_pairs, load_test, match_folders
+from .. import __version__
+from . import defenses
+from ..engine import seeding
+from ..io.atomic import atomic_path
+from ..config import ConfigError, EvalConfig, VictimConfig, VictimRuns
+from ..io.datasets import data_digest, load_files, load_image_folder, load_pairs, load_test, match_folders
 from .journal import RunJournal, journal_path, run_key
-from .metrics import imperceptibility
+from ..metrics import imperceptibility
 from .victims import Setting, train_victim
 
 Progress = Callable[[str, int, int], None]

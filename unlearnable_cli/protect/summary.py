@@ -7,10 +7,10 @@ import json
 
 from rich.table import Table
 
-from .config import ProtectConfig
-from .imageio import OutputFormat
-from .protect import ProtectSummary
-from .weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
+from ..config import ProtectConfig
+from ..io.images import OutputFormat
+from .job import ProtectSummary
+from ..models.weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
 
 #: What each training metric of a card means (``train-generator`` measures them).
 METRIC_MEANINGS = {

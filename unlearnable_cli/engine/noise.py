@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from . import transforms
 from .attacks import PGD, eval_mode, uniform_like
-from .config import NoiseConfig, Perturbation
+from ..config import NoiseConfig, Perturbation
 
 __all__ = ["ErrorMinimizingNoise", "NoiseConfig", "Perturbation", "ball_bounds", "coarse_part", "draws_per_chunk"]
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from .atomic import append_json_lines, read_json_lines
+from ..io.atomic import append_json_lines, read_json_lines
 
 T = TypeVar("T")
 

@@ -14,9 +14,9 @@ from typing import Callable, Protocol
 import torch
 
 from . import labels as labelling
-from .config import ProtectConfig
-from .distributed import SINGLE, Shard, gather_json
-from .imageio import ImageReadError, read_image
+from ..config import ProtectConfig
+from ..distributed import SINGLE, Shard, gather_json
+from ..io.images import ImageReadError, read_image
 
 #: Files read together while scanning; their thumbnails go through the generator as one
 #: batch.  Chunks are cut from the file list, so any number of processes computes the

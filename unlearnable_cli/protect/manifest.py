@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import __version__
-from .atomic import append_json_lines, atomic_path, read_json_lines
-from .config import ConfigError, NoiseConfig, ProtectConfig
-from .distributed import SINGLE, Shard
-from .weights import GeneratorCard
+from .. import __version__
+from ..io.atomic import append_json_lines, atomic_path, read_json_lines
+from ..config import ConfigError, NoiseConfig, ProtectConfig
+from ..distributed import SINGLE, Shard
+from ..models.weights import GeneratorCard
 
 if TYPE_CHECKING:
     from .scan import Entry

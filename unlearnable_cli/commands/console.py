@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from .config import ConfigError, Interrupted
-from .data import DatasetError
-from .imageio import ImageReadError
-from .weights import WeightsError
+from ..config import ConfigError, Interrupted
+from ..io.datasets import DatasetError
+from ..io.images import ImageReadError
+from ..models.weights import WeightsError
 
 if TYPE_CHECKING:
-    from .distributed import Shard
+    from ..distributed import Shard
 
 console = Console()
 err_console = Console(stderr=True)
@@ -140,11 +140,11 @@ def command_errors(kept: str, shard: "Shard | None" = None, extra: tuple[type[Ex
     except RuntimeError as e:
         if shard is None or not shard.talks:
             raise
-        from . import distributed
+        from .. import distributed
         raise fail(distributed.lost_peer(shard, e, kept))
     finally:
         if shard is not None:
-            from . import distributed
+            from .. import distributed
             distributed.stop()
 
 

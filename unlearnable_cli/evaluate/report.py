@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .atomic import atomic_path
-from .evaluate import EvalReport, Run
-from .metrics import ratio_interval, wilson_interval
+from ..io.atomic import atomic_path
+from .scenarios import EvalReport, Run
+from ..metrics import ratio_interval, wilson_interval
 
 
 def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import transforms
-from .budget import level_map
-from .config import ProtectConfig
-from .methods import card_method
-from .weights import GeneratorCard, state_tensors, tensors_digest
+from ..engine import transforms
+from ..engine.budget import level_map
+from ..config import ProtectConfig
+from ..methods import card_method
+from ..models.weights import GeneratorCard, state_tensors, tensors_digest
 
 def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor) -> torch.Tensor:
     """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel

@@ -14,8 +14,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from .config import ConfigError
-from .imageio import IMAGE_SUFFIXES, FolderScan, scan_folder
+from ..config import ConfigError
+from ..io.images import IMAGE_SUFFIXES, FolderScan, scan_folder
 
 
 def default_output_dir(input_path: Path, preview: bool = False) -> Path:
