@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
+import photos                                   # bench/photos.py (bench/ is on pytest's pythonpath)
 from conftest import SHARED_DATA
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))                  # photos.py imports the harness beside it (bench/common.py)
-_spec = importlib.util.spec_from_file_location("bench_photos", BENCH / "photos.py")
-photos = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(photos)  # type: ignore[union-attr]
 
 
 def fake_lfw(root: Path, counts: dict[str, int]) -> Path:
@@ -55,20 +48,3 @@ def test_real_lfw_split_keeps_test_photos_out_of_training():
     train = {f for files in split["train"].values() for f in files}
     test = {f for files in split["test"].values() for f in files}
     assert not train & test and len(train) + len(test) == 905
-
-
-def test_band_filter_keeps_periods_inside_its_band_and_removes_the_others():
-    """bench/band_filter.py's FFT mask, on sinusoids of known period (the experiment's premise)."""
-    import torch
-    spec = importlib.util.spec_from_file_location("bench_band_filter", BENCH / "band_filter.py")
-    band = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(band)  # type: ignore[union-attr]
-    x = torch.arange(128, dtype=torch.float64).view(1, 1, 1, -1).expand(2, 3, 96, 128)
-
-    def wave(period: float) -> torch.Tensor:       # whole cycles across the image, so no leakage
-        return torch.sin(2 * torch.pi * x / period)
-
-    inside, coarse, fine = wave(16), wave(64), wave(4)
-    kept = band.band_part(inside + coarse + fine, 8, 32)
-    assert torch.allclose(kept, inside, atol=1e-9)
-    assert band.band_part(coarse, 8, 32).abs().max() < 1e-9 and band.band_part(fine, 8, 32).abs().max() < 1e-9
