@@ -37,11 +37,11 @@ TIMEOUT = timedelta(minutes=30)
 
 @dataclass(frozen=True)
 class Shard:
-    """Part ``index`` (0-based) of ``count``; ``talks``: launched by torchrun, ranks exchange data."""
+    """Part ``index`` (0-based) of ``count``; ``torchrun``: launched by torchrun, the ranks exchange data."""
 
     index: int = 0
     count: int = 1
-    talks: bool = False
+    torchrun: bool = False
 
     @property
     def single(self) -> bool:
@@ -50,14 +50,14 @@ class Shard:
     @property
     def leader(self) -> bool:
         """The process that writes shared files (rank 0) and prints the job's summary."""
-        return self.index == 0 or not self.talks
+        return self.index == 0 or not self.torchrun
 
     def owns(self, i: int) -> bool:
         """Whether work item ``i`` (a batch, a chunk of files) is this process's."""
         return i % self.count == self.index
 
     def __str__(self) -> str:
-        return f"rank {self.index} of {self.count}" if self.talks else f"shard {self.index + 1}/{self.count}"
+        return f"rank {self.index} of {self.count}" if self.torchrun else f"shard {self.index + 1}/{self.count}"
 
 
 SINGLE = Shard()
@@ -71,7 +71,7 @@ def parse_shard(text: str) -> Shard:
     k, n = int(m[1]), int(m[2])
     if n < 1 or not 1 <= k <= n:
         raise ConfigError(f"--shard {text}: K must be between 1 and N (parts are counted from 1)")
-    return Shard(k - 1, n, talks=False)
+    return Shard(k - 1, n, torchrun=False)
 
 
 def launched() -> Shard:
@@ -79,7 +79,7 @@ def launched() -> Shard:
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return SINGLE
-    return Shard(int(os.environ["RANK"]), world, talks=True)
+    return Shard(int(os.environ["RANK"]), world, torchrun=True)
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -91,7 +91,7 @@ def local_device(device: torch.device) -> torch.device:
 
 def start(shard: Shard, device: torch.device) -> None:
     """Join the process group of a torchrun job (gloo for CPU tensors, NCCL for CUDA ones)."""
-    if not shard.talks or dist.is_initialized():
+    if not shard.torchrun or dist.is_initialized():
         return
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":

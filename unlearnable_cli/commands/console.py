@@ -138,7 +138,7 @@ def command_errors(kept: str, shard: "Shard | None" = None, extra: tuple[type[Ex
     except OSError as e:
         raise os_failure(e, kept)
     except RuntimeError as e:
-        if shard is None or not shard.talks:
+        if shard is None or not shard.torchrun:
             raise
         from .. import distributed
         raise fail(distributed.lost_peer(shard, e, kept))

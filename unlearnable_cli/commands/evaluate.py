@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .app import DeviceOpt, QuietOpt, app
-from ..config import ConfigError, Device, EvalConfig, VictimRuns, levels, resolve_device
+from ..config import ConfigError, Device, EvalConfig, VictimRuns, from_levels, resolve_device
 from .console import Command, command_errors, console, err_console, os_failure, progress_bar, stop_requests
 
 if TYPE_CHECKING:
@@ -60,11 +60,11 @@ def eval_cmd(
     with command_errors(kept, extra=(DefenseError,)):
         victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                                image_size=image_size, adv_steps=adv_steps, seed=seed,
-                               adv_step_size=None if adv_step_size is None else levels(adv_step_size))
+                               adv_step_size=None if adv_step_size is None else from_levels(adv_step_size))
         cfg = eval_config(victim=victim, clean=clean, protected=named_folders(protected or []), test=test,
                           target=target, target_protected=target_protected, background=background,
                           target_holdout=target_holdout,
-                          adv_radii=tuple(levels(r) for r in adv_radius) if adv_radius else None,
+                          adv_radii=tuple(from_levels(r) for r in adv_radius) if adv_radius else None,
                           defenses=tuple(defense) if defense else None, poison_ratio=poison_ratio,
                           allow_missing=allow_missing, runs=runs, per_class=per_class,
                           test_per_class=test_per_class, report=report)

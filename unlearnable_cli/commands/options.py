@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..config import levels
+from ..config import from_levels
 
 #: Options given in levels out of 255 (every config stores them in [0, 1]).
 LEVEL_OPTIONS = frozenset({"radius", "step_size", "random_radius", "adv_radius", "adv_step_size", "score_step",
@@ -30,7 +30,7 @@ def config_fields(params: dict[str, Any], config: type, renamed: dict[str, str] 
         if field not in fields or value is None or value is False:
             continue
         if name in LEVEL_OPTIONS:
-            value = levels(value)
+            value = from_levels(value)
         elif isinstance(value, Path) and "str" in str(fields[field].type):
             value = str(value)
         out[field] = value

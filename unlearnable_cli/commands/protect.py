@@ -47,7 +47,7 @@ def protect(
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help=f"Refuse images with more pixels, as possible decompression bombs (default {PROTECT.max_pixels:,}).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name the generator class each folder was pushed towards even when there are more than 3 folders.")] = False,
-    shard: Annotated[Optional[str], typer.Option(metavar="K/N", help="Do only part K of N, for schedulers that start independent processes (Slurm arrays, indexed Jobs); then a run without --shard writes the manifest. Under torchrun the processes split the work themselves (docs/distributed.md).")] = None,
+    shard_spec: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Do only part K of N, for schedulers that start independent processes (Slurm arrays, indexed Jobs); then a run without --shard writes the manifest. Under torchrun the processes split the work themselves (docs/distributed.md).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Add small, bounded noise to your images so that models trained on them learn less from them."""
@@ -63,24 +63,24 @@ def protect(
     report_failure = functools.partial(print_failure, input_path.parent if input_path.is_file() else input_path)
     kept = ("no previews were finished" if cfg.preview else
             "finished images are saved, rerun the same command to do the rest")
-    part = distributed.launched()
-    with command_errors(kept, part):
+    shard = distributed.launched()
+    with command_errors(kept, shard):
         cfg.validate()
-        if shard is not None:
-            if part.talks:
+        if shard_spec is not None:
+            if shard.torchrun:
                 raise ConfigError("--shard splits a run over independent processes, torchrun over ranks; use one")
-            part = distributed.parse_shard(shard)
+            shard = distributed.parse_shard(shard_spec)
         dev = resolve_device(device)
-        distributed.start(part, dev)
+        distributed.start(shard, dev)
         dev = distributed.local_device(dev)
         weights_path = resolve_weights(weights)
         generator = load_generator_file(weights_path, dev)
         check_options(generator.card, given, weights_path)
-        with stop_requests(), progress_bar("images", quiet or not part.leader) as progress:
+        with stop_requests(), progress_bar("images", quiet or not shard.leader) as progress:
             summary = protect_folder(input_path, output_dir, generator.model, generator.card, cfg, dev,
-                                     weights_path, on_error=report_failure, shard=part, extras=generator.extras,
+                                     weights_path, on_error=report_failure, shard=shard, extras=generator.extras,
                                      progress=lambda phase, n, total: progress(phase, n, total))
-    if part.leader:                       # rank 0 speaks for the whole job
+    if shard.leader:                       # rank 0 speaks for the whole job
         print_summary(summary, cfg, verbose)
 
 

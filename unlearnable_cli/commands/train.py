@@ -58,17 +58,17 @@ def train_generator_cmd(
     from ..train import train_generator
 
     options = config_fields(dict(locals()), TrainConfig)
-    part = distributed.launched()
-    with command_errors("the last checkpoint is kept, rerun with --resume to continue", part):
+    shard = distributed.launched()
+    with command_errors("the last checkpoint is kept, rerun with --resume to continue", shard):
         cfg = train_config(preset, **options)
         dev = resolve_device(device)
-        distributed.start(part, dev)
+        distributed.start(shard, dev)
         with stop_requests(graceful=True) as stop, \
-                progress_bar("", quiet or not part.leader, status=True, transient=False) as progress:
+                progress_bar("", quiet or not shard.leader, status=True, transient=False) as progress:
             card = train_generator(data_dir, output, cfg, distributed.local_device(dev), resume=resume,
                                    export_only=export_checkpoint, overwrite=overwrite, dataset_name=dataset_name,
-                                   shard=part, progress=progress, should_stop=stop)
-    if not part.leader:                   # rank 0 wrote the generator and speaks for the job
+                                   shard=shard, progress=progress, should_stop=stop)
+    if not shard.leader:                   # rank 0 wrote the generator and speaks for the job
         return
     from ..protect.summary import metric_lines
     console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")

@@ -3,17 +3,17 @@
 
 Radii and step sizes are stored in [0, 1] pixel units everywhere inside; the command
 line takes them in pixel levels out of 255 (``--radius 8`` means 8/255) and converts
-with :func:`levels`.  Command-line options default to ``None``, meaning "the default
+with :func:`from_levels`.  Command-line options default to ``None``, meaning "the default
 here".
 """
 
 
-from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Interrupted, Method, NoiseConfig, Perturbation, VictimRuns, levels, resolve_device
+from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Device, Interrupted, Method, NoiseConfig, Perturbation, VictimRuns, from_levels, resolve_device
 from .evaluate import EVAL_PRESETS, EvalConfig, VictimConfig, eval_config, named_folders, victim_config
 from .protect import ProtectConfig, protect_config
 from .train import PRESETS, Preset, TrainConfig, train_config
 
 __all__ = ["ADV_RADIUS", "ADV_STEP_SIZE", "EVAL_PRESETS", "PRESETS", "RADIUS", "STEP_SIZE",
            "ConfigError", "Device", "Interrupted", "EvalConfig", "Method", "NoiseConfig", "Perturbation", "Preset", "ProtectConfig",
-           "TrainConfig", "VictimConfig", "VictimRuns", "eval_config", "levels", "named_folders",
+           "TrainConfig", "VictimConfig", "VictimRuns", "eval_config", "from_levels", "named_folders",
            "protect_config", "resolve_device", "train_config", "victim_config"]

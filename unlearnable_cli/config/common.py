@@ -19,7 +19,7 @@ ADV_RADIUS = 4 / 255
 ADV_STEP_SIZE = 0.8 / 255
 
 
-def levels(value: float) -> float:
+def from_levels(value: float) -> float:
     """Pixel levels out of 255 -> [0, 1] units."""
     return value / 255.0
 

@@ -98,12 +98,12 @@ class ErrorMinimizingNoise:
                     if cfg.grayscale_draws > 0 else None
                 grad = torch.zeros_like(delta)
                 for start in range(0, n, chunk):
-                    part = slice(start, start + chunk)
-                    xt = transforms.apply(images + delta, params[part])
+                    rows = slice(start, start + chunk)
+                    xt = transforms.apply(images + delta, params[rows])
                     if gray is not None:
-                        xt = transforms.grayscale_where(xt, gray[part])
-                    r = self._random_perturbation(xt, y[part], generator)
-                    loss = F.cross_entropy(self.model(xt + r), y[part], reduction="sum")
+                        xt = transforms.grayscale_where(xt, gray[rows])
+                    r = self._random_perturbation(xt, y[rows], generator)
+                    loss = F.cross_entropy(self.model(xt + r), y[rows], reduction="sum")
                     grad += torch.autograd.grad(loss, delta)[0]
                 collapse = self._collapse_gradient(images, delta, labels) if self.score_model is not None else None
                 delta = delta.detach()                     # in place: full-resolution tensors are large

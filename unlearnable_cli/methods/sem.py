@@ -35,7 +35,7 @@ class SEM(UnlearnableMethod):
         cfg = run.cfg
         g = seeding.generator(cfg.seed, "step", run.step)
         idx = run.batch_indices()
-        if run.shard.talks:              # this rank's share of the global minibatch, its own draws
+        if run.shard.torchrun:              # this rank's share of the global minibatch, its own draws
             g = seeding.generator(cfg.seed, "step", run.step, "rank", run.shard.index, run.shard.count)
             idx = idx[run.shard.index::run.shard.count]
         x = to_device(run.train.images[idx], run.device)

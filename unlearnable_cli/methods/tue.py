@@ -111,7 +111,7 @@ class TUE(SEM):
              should_stop: Callable[[], int]) -> ScoreFile | None:
         cfg, file = run.cfg, run.paths.score
         exists = file.exists()
-        if run.shard.talks:                    # every rank decides on the same view of the folder
+        if run.shard.torchrun:                    # every rank decides on the same view of the folder
             distributed.barrier()
         if not exists and run.shard.leader:
             model, figures = train_score(run.train.images, run.train.labels, len(run.class_names),
@@ -122,7 +122,7 @@ class TUE(SEM):
                 return None
             save_score(file, ScoreFile(model, cfg.score_config().arch, list(run.class_names),
                                        (cfg.image_size, cfg.image_size), figures, self.fingerprint(run)))
-        if run.shard.talks:                    # rank 0 trained it; the others read its file
+        if run.shard.torchrun:                    # rank 0 trained it; the others read its file
             distributed.barrier()
         try:
             score = load_score(file, run.device)

@@ -66,7 +66,7 @@ class ProtectSummary:
     bytes_out: int = 0                 # their outputs
     manifest_written: bool = False
     previews: list[Path] = field(default_factory=list)
-    part: str = ""                     # "2/3" when this was one part of a --shard run
+    shard_label: str = ""              # "2/3" when this was part 2 of 3 of a --shard run
 
     @property
     def manifest(self) -> Path:
@@ -227,7 +227,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     """
     start = time.perf_counter()
     entries, passed_over = plan(input_dir, output_dir, card, cfg, shard)
-    summary = ProtectSummary(output_dir, part="" if shard.single or shard.talks else f"{shard.index + 1}/{shard.count}")
+    summary = ProtectSummary(output_dir, shard_label="" if shard.single or shard.torchrun else f"{shard.index + 1}/{shard.count}")
     if cfg.steps * cfg.alpha < cfg.radius:
         summary.warnings.append(f"--steps {cfg.steps} x --step-size {cfg.alpha * 255:g} levels cannot carry the "
                                 f"noise across its bound of {cfg.radius_levels}: much of it stays random")
@@ -249,10 +249,10 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
         else:
             batches = resume_plan(job, entries, protector, weights_path, device)
             new_rels = protect_batches(job, batches, protector)
-            mine = entries if shard.talks else [e for b in batches for e in b]  # rank 0 reports on the whole job
-            if shard.talks:
+            mine = entries if shard.torchrun else [e for b in batches for e in b]  # rank 0 reports on the whole job
+            if shard.torchrun:
                 _collect_ranks(job.records, summary, new_rels, scan_failures)
-            if shard.leader and not summary.part:
+            if shard.leader and not summary.shard_label:
                 manifest.write(summary.manifest, job.header, job.records, summary.failed)
                 manifest.remove_journals(output_dir)
                 summary.manifest_written = True

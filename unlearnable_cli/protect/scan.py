@@ -71,7 +71,7 @@ def scan(entries: list[Entry], classifier: Classifier, cfg: ProtectConfig,
     failures: list[tuple[int, str]] = []
     read = 0
     for c, start in enumerate(range(0, len(entries), chunk)):
-        if shard.talks and not shard.owns(c):
+        if shard.torchrun and not shard.owns(c):
             continue
         thumbs, readable = [], []
         for i in range(start, min(start + chunk, len(entries))):
@@ -88,7 +88,7 @@ def scan(entries: list[Entry], classifier: Classifier, cfg: ProtectConfig,
         if thumbs:
             lp = classifier.log_probs(torch.cat(thumbs))
             found.update({i: (shape, alpha, lp[j]) for j, (i, shape, alpha) in enumerate(readable)})
-    if shard.talks:
+    if shard.torchrun:
         found, failures = _exchange(found, failures, entries, on_remote_error)
     ok = []
     for i in sorted(found):

@@ -52,8 +52,8 @@ def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
                 if cfg.output_format is OutputFormat.PNG else "")
         lines.append(f"The outputs take {_size(summary.bytes_out)} as {cfg.output_format.value.upper()} "
                      f"({factor:.1f}x the {_size(summary.bytes_in)} of the originals).{hint}")
-    if summary.part:
-        lines[0] = f"Part {summary.part}: " + lines[0]
+    if summary.shard_label:
+        lines[0] = f"Part {summary.shard_label}: " + lines[0]
         lines.append(f"This part's records are in a journal in {summary.output_dir} ({summary.seconds:.1f} s). "
                      "When every part has finished, run the same command without --shard: it writes "
                      f"{summary.manifest.name} and protects only what no part did.")

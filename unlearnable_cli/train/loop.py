@@ -81,7 +81,7 @@ def train_steps(run: TrainingRun, progress: Progress, should_stop: StopCheck) ->
         progress(phase, run.step, cfg.steps, status(record))
         if method.every_step_recorded or run.step % cfg.checkpoint_every == 0:
             save_checkpoint(run)
-        stop = distributed.any_rank(should_stop()) if run.shard.talks else should_stop()
+        stop = distributed.any_rank(should_stop()) if run.shard.torchrun else should_stop()
         if stop:                               # every rank stops at the same step when any was asked to
             save_checkpoint(run)
             raise Interrupted(f"at step {run.step}; checkpoint saved to {run.paths.checkpoint}; "
@@ -143,7 +143,7 @@ def train_generator(data_dir: Path, output: Path, cfg: TrainConfig, device: torc
     paths = check_output(Path(output))
     check_previous_run(paths, cfg, resume, overwrite, export_only)
     data = load_image_folder(Path(data_dir), cfg.image_size, cfg.per_class)
-    if export_only and shard.talks:
+    if export_only and shard.torchrun:
         raise ConfigError("--export-only writes one file; run it without torchrun")
     run = TrainingRun(data, paths, cfg, device, cfg.method_class()(),
                       dataset_name or default_dataset_name(data_dir), shard)

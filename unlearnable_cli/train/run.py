@@ -44,10 +44,10 @@ class TrainingRun:
     def __init__(self, data: ImageFolderData, paths: RunPaths, cfg: TrainConfig, device: torch.device,
                  method: UnlearnableMethod, dataset_name: str, shard: Shard = SINGLE) -> None:
         self.cfg, self.device, self.paths, self.shard, self.method = cfg, device, paths, shard, method
-        if shard.talks and method.single_process:
+        if shard.torchrun and method.single_process:
             raise ConfigError("EM trains in one process (its noise of the whole training set is updated "
                               "between SGD steps); run it without torchrun, or use --method sem / rem")
-        if shard.talks and cfg.batch_size % shard.count:
+        if shard.torchrun and cfg.batch_size % shard.count:
             raise ConfigError(f"--batch-size {cfg.batch_size} is the global minibatch; under torchrun it must "
                               f"split evenly over the {shard.count} processes")
         self.dataset_digest = data.digest()
@@ -64,7 +64,7 @@ class TrainingRun:
                                    weight_decay=cfg.weight_decay)
         self.engine = ErrorMinimizingNoise(self.model, self.noise_cfg, (cfg.image_size, cfg.image_size))
         self.trained: torch.nn.Module = self.model
-        if shard.talks:
+        if shard.torchrun:
             from torch.nn.parallel import DistributedDataParallel
             self.trained = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -122,7 +122,7 @@ class TrainingRun:
         loss.backward()
         self.opt.step()
         figures = [loss.item(), (logits.argmax(1) == y).float().mean().item()]
-        if self.shard.talks:              # the job's figures, not this rank's share
+        if self.shard.torchrun:              # the job's figures, not this rank's share
             figures = distributed.mean_over_ranks(figures)
             # The noise of the next step runs in eval mode on BatchNorm's running averages:
             # every rank takes rank 0's, so rank 0's checkpoint is the whole job's state.
