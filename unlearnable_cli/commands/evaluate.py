@@ -39,11 +39,11 @@ def eval_cmd(
     adv_steps: Annotated[Optional[int], typer.Option(help="PGD steps of adversarial training.")] = None,
     adv_step_size: Annotated[Optional[float], typer.Option(help="PGD step size in levels (default 2.5·radius/steps).")] = None,
     defense: Annotated[Optional[list[str]], typer.Option(metavar="DEFENSE", help="Countermeasure (repeatable): none, grayscale, jpeg:Q, median:K, mean:K, gaussian:K, cutout, mixup, cutmix, ueraser-lite.")] = None,
-    poison_ratio: Annotated[Optional[float], typer.Option(help="Fraction of training images that are protected, the rest clean (default 1).")] = None,
+    poison_ratio: Annotated[Optional[float], typer.Option(help=f"Fraction of training images that are protected, the rest clean (default {EVAL.poison_ratio:g}).")] = None,
     allow_missing: Annotated[bool, typer.Option(help="Evaluate matched images when the folders differ.")] = False,
     runs: Annotated[VictimRuns, typer.Option(help="Train both victims, or only the clean baseline (then --protected "
                                              "may be omitted) or only the protected ones, e.g. to reuse a baseline.")] = VictimRuns.BOTH,
-    seed: Annotated[Optional[int], typer.Option(help="Same seed and recipe for every victim (default 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Same seed and recipe for every victim (default {EVAL.victim.seed}).")] = None,
     device: DeviceOpt = Device.AUTO,
     report: Annotated[Optional[Path], typer.Option(help="Write the full report as JSON; finished victims are kept beside it, so an interrupted run resumes when rerun.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Plot test accuracy per epoch (needs matplotlib).")] = None,

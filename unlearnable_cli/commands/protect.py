@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .app import DeviceOpt, QuietOpt, app
-from ..config import ConfigError, Device, ProtectConfig, resolve_device
-from ..engine.budget import Budget
-from ..io.images import OutputFormat
+from ..config import EOT_SAMPLES, ConfigError, Device, ProtectConfig, TransformSpec, resolve_device
+from ..config import Budget
+from ..config import OutputFormat
 from ..protect.job import ProtectSummary
 from .console import Command, command_errors, console, err_console, fail, progress_bar, stop_requests
 from .options import config_fields
@@ -30,19 +30,19 @@ def protect(
     radius: Annotated[Optional[float], typer.Option(help=f"Largest change per pixel, in levels out of 255 (ρ_u; default {PROTECT.radius * 255:g}); larger protects more and shows more.")] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Noise optimization steps (K_u; default {PROTECT.steps}); at least 1.")] = None,
     step_size: Annotated[Optional[float], typer.Option(help="Change per step in levels (α_u; default radius/5).")] = None,
-    eot_samples: Annotated[Optional[int], typer.Option(help="Random transformations averaged per step (J; default 5, 1 for EM generators).")] = None,
+    eot_samples: Annotated[Optional[int], typer.Option(help=f"Random transformations averaged per step (J; default {EOT_SAMPLES}, 1 for EM generators).")] = None,
     random_radius: Annotated[Optional[float], typer.Option(help="Radius of the random perturbation in levels (ρ_r; default: the generator's adversarial radius ρ_a).")] = None,
-    eot_grayscale: Annotated[Optional[float], typer.Option(help="Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (default 0; see docs/protect.md).")] = None,
+    eot_grayscale: Annotated[Optional[float], typer.Option(help=f"Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (default {PROTECT.eot_grayscale:g}; see docs/protect.md).")] = None,
     labels: Annotated[Optional[str], typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to (default folders).")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="png (default), or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = None,
     budget: Annotated[Optional[Budget], typer.Option(help="uniform (default): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
     score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
-    eot_scale: Annotated[Optional[float], typer.Option(help="Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, 0.8); smaller makes the noise work at finer scales too.")] = None,
+    eot_scale: Annotated[Optional[float], typer.Option(help=f"Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, {TransformSpec().min_scale:g}); smaller makes the noise work at finer scales too.")] = None,
     highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default; try 16; see docs/protect.md). The bound is unchanged.")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
-    seed: Annotated[Optional[int], typer.Option(help="Same seed, options and device give the same bytes (default 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Same seed, options and device give the same bytes (default {PROTECT.seed}).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (needed to change the generator or settings of a folder that holds outputs).")] = False,
     keep_exif: Annotated[bool, typer.Option(help="Copy EXIF (camera, date, GPS location) into the outputs.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help=f"Refuse images with more pixels, as possible decompression bombs (default {PROTECT.max_pixels:,}).")] = None,

@@ -12,6 +12,8 @@ from ..config import Device, Method, Preset, TrainConfig, resolve_device, train_
 from .console import Command, command_errors, console, progress_bar, stop_requests
 from .options import config_fields
 
+TRAIN = TrainConfig()                     # the defaults the help names
+
 
 @app.command("train-generator", cls=Command)
 def train_generator_cmd(
@@ -21,7 +23,7 @@ def train_generator_cmd(
     preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
     arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet, mobilenetv2).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
-    stem_stride: Annotated[Optional[int], typer.Option(help="2: ResNet-18's first convolution halves the input, so a 64-px generator costs what a 32-px one does (default 1, the CIFAR stem).")] = None,
+    stem_stride: Annotated[Optional[int], typer.Option(help=f"2: ResNet-18's first convolution halves the input, so a 64-px generator costs what a 32-px one does (default {TRAIN.stem_stride}, the CIFAR stem).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (M).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (×0.1 at 40% and 80% of M).")] = None,
@@ -37,13 +39,13 @@ def train_generator_cmd(
     val_fraction: Annotated[Optional[float], typer.Option(help="Held-out fraction for reporting.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="Use only the first N images of each class.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for every random draw (default 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Seed for every random draw (default {TRAIN.seed}).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this generator's weights (fine-tune; same arch, width and classes).")] = None,
     class_wise: Annotated[bool, typer.Option(help="EM only: one noise pattern per class instead of one per image (the cheapest protection; protect adds the pattern, no optimization).")] = False,
     highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Keep the training noise finer than PX generator pixels, so the generator learns to rely on fine noise (0 = off, the default); protect such a generator with --highpass at the photo's scale (docs/train-generator.md).")] = None,
-    score_step: Annotated[Optional[float], typer.Option(help="TUE: data-collapse step in levels (α_s; default 0.8).")] = None,
-    score_sigma: Annotated[Optional[float], typer.Option(help="TUE: noise level of the score estimator's denoising score matching, in levels (σ; default 12.75).")] = None,
-    score_steps: Annotated[Optional[int], typer.Option(help="TUE: Adam steps training the score estimator (default 2000).")] = None,
+    score_step: Annotated[Optional[float], typer.Option(help=f"TUE: data-collapse step in levels (α_s; default {TRAIN.score_step * 255:g}).")] = None,
+    score_sigma: Annotated[Optional[float], typer.Option(help=f"TUE: noise level of the score estimator's denoising score matching, in levels (σ; default {TRAIN.score_sigma * 255:g}).")] = None,
+    score_steps: Annotated[Optional[int], typer.Option(help=f"TUE: Adam steps training the score estimator (default {TRAIN.score_steps}).")] = None,
     score_model: Annotated[Optional[Path], typer.Option(help="TUE: reuse this score estimator (a .score.safetensors file or a TUE generator) instead of training one.")] = None,
     tue_eot: Annotated[bool, typer.Option(help="TUE: also average the loss term over SEM's random transforms and uniform perturbation (off: as the TUE paper).")] = False,
     device: DeviceOpt = Device.AUTO,

@@ -7,7 +7,6 @@ from enum import Enum
 
 import torch
 
-from ..engine.transforms import TransformSpec
 
 #: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255.
 RADIUS = 8 / 255
@@ -17,6 +16,12 @@ STEP_SIZE = 1.6 / 255
 ADV_RADIUS = 4 / 255
 #: α_a, SEM's adversarial PGD step (ρ_a / 5).
 ADV_STEP_SIZE = 0.8 / 255
+
+
+#: J, random transformations (and δʳ draws) averaged per noise step: SEM's value.
+EOT_SAMPLES = 5
+#: Decoded pixels (width x height) above which an input is refused as a possible decompression bomb.
+MAX_PIXELS = 50_000_000
 
 
 def from_levels(value: float) -> float:
@@ -30,6 +35,44 @@ class Device(str, Enum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+
+
+class OutputFormat(str, Enum):
+    """How ``protect`` stores its outputs; both are lossless, so the bound stays exact."""
+
+    PNG = "png"
+    WEBP = "webp"     # lossless WebP: smaller than PNG for photos; grayscale is stored as RGB
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.value
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """The transformation distribution T of a generator (stored in its weights card).
+
+    ``pad`` is the crop padding in output pixels (4 for CIFAR's pad-4 crop);
+    ``min_scale`` is the smallest side fraction of the random resized crop for
+    inputs larger than the output (1.0 disables scale jitter); ``flip`` enables
+    random horizontal flips.  ``pad=0, min_scale=1, flip=False`` is the identity
+    resize, used for predictions and losses in reports.
+    """
+
+    pad: int = 4                  # CIFAR's pad-4 random crop
+    min_scale: float = 0.8        # photos: the smallest random crop, as a share of the side
+    flip: bool = True
+
+    @classmethod
+    def identity(cls) -> "TransformSpec":
+        return cls(pad=0, min_scale=1.0, flip=False)
+
+
+class Budget(str, Enum):
+    """How the ±ρ_u budget is spread over an image's pixels."""
+
+    UNIFORM = "uniform"      # every pixel may change by ρ_u (the papers' setting)
+    TEXTURE = "texture"      # less in flat areas, where a change is visible (engine/budget.py)
 
 
 class VictimRuns(str, Enum):
@@ -89,7 +132,7 @@ class NoiseConfig:
     radius: float = RADIUS           # ρ_u, the promised L∞ bound
     step_size: float = STEP_SIZE     # α_u
     steps: int = 10                  # K_u
-    eot_samples: int = 5             # J, draws of (t_j, δʳ_j) averaged per step
+    eot_samples: int = EOT_SAMPLES   # J, draws of (t_j, δʳ_j) averaged per step
     random_radius: float = ADV_RADIUS  # ρ_r (SEM's uniform δʳ, REM's PGD radius)
     adv_step_size: float = ADV_STEP_SIZE  # α_a, REM's inner PGD step
     adv_steps: int = 10              # K_a, REM's inner PGD steps

@@ -35,6 +35,16 @@ class VictimConfig:
             raise ConfigError("--epochs, --batch-size and --lr must be positive")
 
 
+#: The victim's one-cycle schedule: share of training spent warming up to the peak lr.
+WARMUP_SHARE = 0.15
+#: The victim's augmentation with ``augment``: pad-4 random crop and horizontal flip.
+VICTIM_PAD = 4
+#: Images per forward pass when a victim is measured on an eval set.
+EVAL_BATCH = 500
+#: The personal scenario holds out one background image in this many to measure the victim on everyone else.
+BACKGROUND_TEST_ONE_IN = 10
+
+
 #: ``quick``: a fast CNN for a 10k-image subset on a 2-core CPU; ``paper``: the SEM/REM
 #: victim protocol (ResNet-18, SGD 0.1, wd 5e-4, crop+flip, 100 epochs, PGD-10), for a GPU.
 EVAL_PRESETS: dict[str, dict[str, object]] = {

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine.budget import Budget
-from ..io.images import DEFAULT_MAX_PIXELS, OutputFormat
-from .common import RADIUS, ConfigError, highpass_check
+from .common import MAX_PIXELS, RADIUS, Budget, ConfigError, OutputFormat, highpass_check
 
 
 @dataclass
@@ -29,7 +27,7 @@ class ProtectConfig:
     seed: int = 0
     overwrite: bool = False
     keep_exif: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = MAX_PIXELS
     output_format: OutputFormat = OutputFormat.PNG
     preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
     budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)

@@ -9,12 +9,33 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..models.architectures import MODELS
-from ..engine.transforms import TransformSpec
-from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, highpass_check
+from .common import ADV_RADIUS, ADV_STEP_SIZE, RADIUS, STEP_SIZE, ConfigError, Method, NoiseConfig, TransformSpec, highpass_check
 
 if TYPE_CHECKING:
     from ..methods.base import UnlearnableMethod
-    from ..methods.score import ScoreConfig
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """TUE's score estimator and its training (methods/score.py says why these values)."""
+
+    sigma: float = 0.05        # σ of the denoising score matching, [0, 1] units
+    width: int = 24
+    depth: int = 3
+    steps: int = 2000          # Adam steps
+    batch_size: int = 128
+    lr: float = 1e-3           # Adam, cosine decay to 0
+
+    @property
+    def arch(self) -> dict[str, object]:
+        return {"name": "scorenet", "width": self.width, "depth": self.depth, "sigma": self.sigma}
+
+
+#: Held-out robustness of a trained generator is always measured with the same attack, whatever ρ_a was used.
+EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
+#: Images of the training split used to report a generator's accuracy on its protected images.
+DEFENDED_EVAL_IMAGES = 1000
+SCORE = ScoreConfig()
 
 
 class Preset(str, Enum):
@@ -63,11 +84,11 @@ class TrainConfig:
     class_wise: bool = False              # EM: one pattern per class instead of one noise per image
     highpass: int = 0                     # noise finer than this many generator pixels (0: off; noise.coarse_part)
     score_step: float = 0.8 / 255         # TUE: α_s, the data-collapse step (α_u / 2; the paper gives none)
-    score_sigma: float = 0.05             # TUE: σ of the score estimator's denoising score matching
-    score_width: int = 24                 # TUE: score estimator width ...
-    score_depth: int = 3                  # ... and residual blocks (score.py says why)
-    score_steps: int = 2000               # TUE: Adam steps of score matching
-    score_lr: float = 1e-3                # TUE: Adam learning rate (cosine decay)
+    score_sigma: float = SCORE.sigma      # TUE: σ of the score estimator's denoising score matching
+    score_width: int = SCORE.width        # TUE: score estimator width ...
+    score_depth: int = SCORE.depth        # ... and residual blocks (methods/score.py says why)
+    score_steps: int = SCORE.steps        # TUE: Adam steps of score matching
+    score_lr: float = SCORE.lr            # TUE: Adam learning rate (cosine decay)
     score_model: str | None = None        # TUE: reuse this score estimator instead of training one
     tue_eot: bool = False                 # TUE: also average the loss term over SEM's EOT (J transforms, uniform δʳ)
 
@@ -75,8 +96,7 @@ class TrainConfig:
     def rho_r(self) -> float:
         return self.adv_radius if self.random_radius is None else self.random_radius
 
-    def score_config(self) -> "ScoreConfig":
-        from ..methods.score import ScoreConfig
+    def score_config(self) -> ScoreConfig:
         return ScoreConfig(sigma=self.score_sigma, width=self.score_width, depth=self.score_depth,
                            steps=self.score_steps, batch_size=self.batch_size, lr=self.score_lr)
 

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..config.common import ADV_RADIUS, ADV_STEP_SIZE
+
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
@@ -52,7 +54,7 @@ class PGD:
     run in eval mode and its previous mode is restored afterwards.
     """
 
-    def __init__(self, model: nn.Module, eps: float = 4 / 255, alpha: float = 0.8 / 255,
+    def __init__(self, model: nn.Module, eps: float = ADV_RADIUS, alpha: float = ADV_STEP_SIZE,
                  steps: int = 10, random_start: bool = True) -> None:
         self.model, self.eps, self.alpha, self.steps = model, eps, alpha, steps
         self.random_start = random_start

@@ -14,19 +14,11 @@ alone, so the noise engine and the final 8-bit rounding use exactly the same int
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 import torch.nn.functional as F
 
+from ..config.common import Budget
 from .transforms import LUMA
-
-
-class Budget(str, Enum):
-    """How the ±ρ_u budget is spread over an image's pixels."""
-
-    UNIFORM = "uniform"      # every pixel may change by ρ_u (the papers' setting)
-    TEXTURE = "texture"      # less in flat areas, where a change is visible (see module docstring)
 
 
 #: Local contrast (levels) at which a pixel gets the whole budget.

@@ -25,25 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class TransformSpec:
-    """The transformation distribution T of a generator (stored in its weights card).
-
-    ``pad`` is the crop padding in output pixels (4 for CIFAR's pad-4 crop);
-    ``min_scale`` is the smallest side fraction of the random resized crop for
-    inputs larger than the output (1.0 disables scale jitter); ``flip`` enables
-    random horizontal flips.  ``pad=0, min_scale=1, flip=False`` is the identity
-    resize, used for predictions and losses in reports.
-    """
-
-    pad: int = 4
-    min_scale: float = 0.8
-    flip: bool = True
-
-    @classmethod
-    def identity(cls) -> "TransformSpec":
-        return cls(pad=0, min_scale=1.0, flip=False)
+from ..config.common import TransformSpec
 
 
 def _filter_matrix(start: torch.Tensor, length: torch.Tensor, n_in: int, n_out: int,

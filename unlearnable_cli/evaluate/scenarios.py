@@ -30,6 +30,7 @@ from . import defenses
 from ..engine import seeding
 from ..io.atomic import atomic_path
 from ..config import ConfigError, EvalConfig, VictimConfig, VictimRuns
+from ..config.evaluate import BACKGROUND_TEST_ONE_IN
 from ..io.datasets import data_digest, load_files, load_image_folder, load_pairs, load_test, match_folders
 from .journal import RunJournal, journal_path, run_key
 from ..metrics import imperceptibility
@@ -211,7 +212,7 @@ def personal_scenario(cfg: EvalConfig) -> Scenario:
         raise ConfigError(f"{cfg.target}: too few images to hold out {cfg.target_holdout:.0%} and still train")
     background = load_image_folder(cfg.background, v.image_size, cfg.per_class)
     split = torch.randperm(len(background.labels), generator=g)
-    n_test = max(1, len(split) // 10)
+    n_test = max(1, len(split) // BACKGROUND_TEST_ONE_IN)
     bg_test, bg_train = split[:n_test], split[n_test:]
     target_class = len(background.class_names)
     train_y = torch.cat([background.labels[bg_train], torch.full((len(train_pairs),), target_class)])

@@ -17,6 +17,7 @@ from . import defenses
 from ..engine import seeding, transforms
 from ..engine.attacks import PGD
 from ..config import VictimConfig
+from ..config.evaluate import EVAL_BATCH, VICTIM_PAD, WARMUP_SHARE
 from ..io.datasets import to_device
 from ..metrics import accuracy
 from ..models.architectures import CIFAR_MEAN, CIFAR_STD, build_model
@@ -60,7 +61,7 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, evals: dict[str, 
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15, anneal_strategy="linear")
+                                                pct_start=WARMUP_SHARE, anneal_strategy="linear")
     x_all = to_device(train_x, device)
     if setting.defense.name in defenses.ONCE:
         x_all = defenses.apply_once(setting.defense, x_all)
@@ -74,7 +75,7 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, evals: dict[str, 
     radius = setting.adv_radius
     step = cfg.adv_step_size if cfg.adv_step_size else 2.5 * radius / max(1, cfg.adv_steps)
     attack = PGD(model, radius, step, cfg.adv_steps) if radius > 0 else None
-    spec = transforms.TransformSpec(pad=4, flip=True) if cfg.augment else transforms.TransformSpec.identity()
+    spec = transforms.TransformSpec(pad=VICTIM_PAD, flip=True) if cfg.augment else transforms.TransformSpec.identity()
     size = (cfg.image_size, cfg.image_size)
     history: dict[str, list[float]] = {name: [] for name in evals}
     for epoch in range(cfg.epochs):
@@ -94,6 +95,6 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, evals: dict[str, 
             opt.step()
             sched.step()
         for name, (ex, ey) in eval_sets.items():
-            history[name].append(100 * accuracy(model, ex, ey, batch_size=500))
+            history[name].append(100 * accuracy(model, ex, ey, batch_size=EVAL_BATCH))
         on_epoch(epoch + 1)
     return Trained(history, model_digest(model))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 if TYPE_CHECKING:
     import torch
 
+from ..config.common import MAX_PIXELS, OutputFormat
 from .atomic import atomic_path
 
 pillow_heif.register_heif_opener()
@@ -46,8 +46,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", "
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2",
                           ".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".rwl"})
 
-#: Default limit on decoded pixels (width x height): 50 megapixels.
-DEFAULT_MAX_PIXELS = 50_000_000
+#: Default limit on decoded pixels (width x height), as ``protect --max-pixels``.
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 
 
 class ImageReadError(Exception):
@@ -227,17 +227,6 @@ def _too_many_pixels(count: str, limit: int, max_pixels: int) -> str:
     hint = ("raise --max-pixels to allow it" if limit == max_pixels
             else "that is Pillow's own limit, which --max-pixels cannot raise")
     return f"{count} pixels exceeds the limit of {limit:,} (possible decompression bomb; {hint})"
-
-
-class OutputFormat(str, Enum):
-    """How ``protect`` stores its outputs; both are lossless, so the bound stays exact."""
-
-    PNG = "png"
-    WEBP = "webp"     # lossless WebP: smaller than PNG for photos; grayscale is stored as RGB
-
-    @property
-    def suffix(self) -> str:
-        return "." + self.value
 
 
 #: Lossless WebP cannot hold more than this many pixels a side.

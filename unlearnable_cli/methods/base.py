@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 import torch
 from torch import nn
 
-from ..config import ADV_STEP_SIZE, ConfigError, NoiseConfig, Perturbation, ProtectConfig, TrainConfig
+from ..config import ADV_STEP_SIZE, EOT_SAMPLES, ConfigError, NoiseConfig, Perturbation, ProtectConfig, TrainConfig
 from ..engine.noise import ErrorMinimizingNoise
-from ..engine.transforms import TransformSpec
+from ..config import TransformSpec
 
 if TYPE_CHECKING:
     from ..train.run import TrainingRun
@@ -175,7 +175,7 @@ class UnlearnableMethod:
         f = cls.fields.from_card(card)
         return NoiseConfig(
             perturbation=cls.perturbation, radius=cfg.radius, step_size=cfg.alpha, steps=cfg.steps,
-            eot_samples=cfg.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else 5),
+            eot_samples=cfg.eot_samples or (1 if card.transform_spec == TransformSpec.identity() else EOT_SAMPLES),
             random_radius=cls.default_random_radius(f) if cfg.random_radius is None else cfg.random_radius,
             adv_step_size=float(f.adv_step_size), adv_steps=int(f.adv_steps),
             transform=spec, grayscale_draws=cfg.eot_grayscale, highpass=cfg.highpass,

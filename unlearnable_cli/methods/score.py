@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from ..config import ScoreConfig
 from ..engine import seeding
 from ..io.atomic import atomic_path
 from ..io.datasets import to_device
-from ..models.weights import WeightsError, _open, tensors_digest, state_tensors
+from ..models.weights import WeightsError, _open, state_tensors, tensors_digest
 
 FORMAT = "unlearnable-score"
 #: Prefix of the score estimator's tensors inside a TUE generator file.
@@ -80,22 +81,6 @@ class ScoreNet(nn.Module):
 def dsm_loss(model: ScoreNet, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """½·mean (ε̂(x + σε, y) − ε)²: Eq. 5 times σ², per pixel (0.5 for a zero score)."""
     return 0.5 * (model.noise(x + model.sigma * eps, y) - eps).pow(2).mean()
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """The score estimator and its training (see the module docstring for why these values)."""
-
-    sigma: float = 0.05        # σ of the denoising score matching, [0, 1] units
-    width: int = 24
-    depth: int = 3
-    steps: int = 2000          # Adam steps
-    batch_size: int = 128
-    lr: float = 1e-3           # Adam, cosine decay to 0
-
-    @property
-    def arch(self) -> dict[str, object]:
-        return {"name": "scorenet", "width": self.width, "depth": self.depth, "sigma": self.sigma}
 
 
 def build_score(arch: dict[str, object], num_classes: int) -> ScoreNet:

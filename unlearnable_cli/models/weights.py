@@ -26,7 +26,7 @@ from torch import nn
 
 from ..io.atomic import atomic_path
 from .architectures import MODELS, build_model
-from ..engine.transforms import TransformSpec
+from ..config import TransformSpec
 
 FORMAT = "unlearnable-generator"
 FORMAT_VERSION = 1

@@ -39,7 +39,8 @@ PART_JOURNAL = ".manifest.journal.part-{k}-of-{n}.jsonl"
 #: strongly it protects, so a run may be resumed with other values (a smaller batch
 #: after running out of memory, the GPU after the CPU).
 RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
-#: Settings added since the first manifests, with the value older versions always used.
+#: Settings added since the first manifests, with the value older versions always used (history,
+#: not defaults: they stay as they were even if a default changes).
 SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0, "format": "png", "budget": "uniform", "eot_min_scale": 0.8,
                                 "score_step_levels": 0.0, "highpass": 0}
 #: What identifies the generator: its tensors (and what reads them); its path may change

@@ -8,7 +8,7 @@ import json
 from rich.table import Table
 
 from ..config import ProtectConfig
-from ..io.images import OutputFormat
+from ..config import OutputFormat
 from .job import ProtectSummary
 from ..models.weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
 

@@ -14,15 +14,12 @@ import torch
 from .. import __version__
 from ..engine import seeding
 from ..engine.attacks import PGD
+from ..config import DEFENDED_EVAL_IMAGES, EVAL_PGD
 from ..io.datasets import to_device
 from ..metrics import accuracy
 from ..models.weights import GeneratorCard, save_generator
 from .run import TrainingRun
 
-#: Held-out robustness is always measured with the same attack, whatever ρ_a was used.
-EVAL_PGD = dict(eps=4 / 255, alpha=1 / 255, steps=10)
-#: Images of the training split used to report accuracy on defended data.
-DEFENDED_EVAL_IMAGES = 1000
 
 
 def measure(run: TrainingRun) -> dict[str, object]:
