@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from common import SHARED, WORK, cli, load, record, table, write_markdown
+from subsets import cifar_per_class, link_files
 
 CIFAR = SHARED / "cifar10"
 PARTS = WORK / "efficacy-parts"          # each call's report: the cache the benchmark resumes from
@@ -39,14 +40,7 @@ CONDITIONS = {                      # eval call name -> extra eval arguments (in
 
 
 def make_subset(work: Path, per_class: int) -> Path:
-    subset = work / f"cifar10-train-{per_class}pc"
-    for d in sorted((CIFAR / "train").iterdir()):
-        (subset / d.name).mkdir(parents=True, exist_ok=True)
-        for f in sorted(d.iterdir())[:per_class]:
-            link = subset / d.name / f.name
-            if not link.exists():
-                link.symlink_to(f)
-    return subset
+    return link_files(work / f"cifar10-train-{per_class}pc", cifar_per_class("train", per_class))
 
 
 def protect(name: str, weights: Path, subset: Path, work: Path, extra: list[str]) -> Path:

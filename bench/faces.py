@@ -41,7 +41,7 @@ import shlex
 from pathlib import Path
 
 from common import SHARED, WORK, cli, load, record, table, write_markdown
-from photos import lfw10_split, materialize
+from subsets import link_folders, lfw10_split, materialize
 
 LFW = SHARED / "lfw"
 HERE = WORK / "faces"
@@ -155,14 +155,6 @@ def personal_identities(n: int) -> list[str]:
     return (people[:NEXT10.start] + people[NEXT10.stop:])[:n]
 
 
-def link_tree(dest: Path, sources: dict[str, Path]) -> Path:
-    for name, src in sources.items():
-        if not (dest / name).is_symlink():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).symlink_to(src.resolve(), target_is_directory=True)
-    return dest
-
-
 def background_identities(kind: str, person: str) -> dict[str, Path]:
     """Everyone else: ``all`` the other 157 LFW identities, the ``lfw10`` identities (the ``faces``
     generator's own classes), or ``next10``: the 10 identities with the most photos after LFW-10 and
@@ -184,8 +176,8 @@ def personal(name: str, weights: str, identities: int, size: int, per_class: int
         chosen = [p for p in chosen if p in people]
     for person in chosen:
         base = HERE / "personal" / person
-        me = link_tree(base / "me", {person: LFW / person})
-        background = link_tree(base / f"background-{kind}", background_identities(kind, person))
+        me = link_folders(base / "me", {person: LFW / person})
+        background = link_folders(base / f"background-{kind}", background_identities(kind, person))
         me_prot = base / f"me-{name}"
         cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
         key = f"personal-{person}-{size}-{name}" + ("" if kind == "all" else f"-bg{kind}-{per_class}-e{epochs}")

@@ -19,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from common import ROOT, SHARED, WORK, cli
+from common import ROOT, WORK, cli
+from subsets import cifar_per_class, link_files
 
 OUT = WORK / "identity"
 #: A tiny train-generator run; every method trains with it on the 200-image subset.
@@ -31,13 +32,7 @@ METHODS = {"sem": ["--method", "sem"], "rem": ["--method", "rem"], "em": ["--met
 
 def subset(per_class: int = 20) -> Path:
     """20 CIFAR-10 training images per class, as symlinks (made once)."""
-    root = OUT / "cifar200"
-    if not root.is_dir():
-        for cls in sorted(p for p in (SHARED / "cifar10" / "train").iterdir() if p.is_dir()):
-            (root / cls.name).mkdir(parents=True)
-            for f in sorted(cls.iterdir())[:per_class]:
-                (root / cls.name / f.name).symlink_to(f)
-    return root
+    return link_files(OUT / "cifar200", cifar_per_class("train", per_class))
 
 
 def digests(folder: Path) -> dict[str, str]:

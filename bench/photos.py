@@ -25,15 +25,14 @@ in ``results/photos.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import statistics
 from pathlib import Path
 
-from common import ROOT, SHARED, WORK, cli, load, record, table, write_markdown
+from common import ROOT, WORK, cli, load, record, table, write_markdown
+from subsets import LFW, link_files, lfw10_split, materialize
 
-LFW = SHARED / "lfw"
 #: Protect settings compared for visibility (name -> extra ``protect`` options).
 VARIANTS = {
     "default": [],
@@ -43,62 +42,10 @@ VARIANTS = {
     "highpass16": ["--highpass", "16"],
     "texture+highpass16": ["--budget", "texture", "--highpass", "16"],
 }
-IDENTITIES = 10        # the identities with the most photos
-MAX_PER_IDENTITY = 120  # as in the paper's FaceScrub 10x120
-TRAIN_FRACTION = 0.85
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def _order(seed: int, identity: str, names: list[str]) -> list[str]:
-    """A seeded permutation of ``names`` keyed by (seed, identity): stable everywhere."""
-    def key(name: str) -> str:
-        return hashlib.sha256(f"{seed}\x1f{identity}\x1f{name}".encode()).hexdigest()
-    return sorted(names, key=key)
-
-
-def lfw10_split(lfw: Path = LFW, seed: int = 0, identities: int = IDENTITIES,
-                max_per_identity: int = MAX_PER_IDENTITY,
-                train_fraction: float = TRAIN_FRACTION) -> dict[str, dict[str, list[str]]]:
-    """``{"train": {identity: [file names]}, "test": {...}}`` for the top identities.
-
-    Train and test are disjoint by construction (one permutation, cut once).
-    """
-    people = {d.name: sorted(f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                             and not f.name.startswith("."))
-              for d in sorted(Path(lfw).iterdir()) if d.is_dir() and not d.name.startswith(".")}
-    top = sorted(people, key=lambda p: (-len(people[p]), p))[:identities]
-    split: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
-    for person in sorted(top):
-        chosen = _order(seed, person, people[person])[:max_per_identity]
-        n_train = round(train_fraction * len(chosen))
-        split["train"][person] = sorted(chosen[:n_train])
-        split["test"][person] = sorted(chosen[n_train:])
-    return split
-
-
-def materialize(split: dict[str, dict[str, list[str]]], dest: Path, lfw: Path = LFW) -> Path:
-    """Symlink the split into ``dest/{train,test}/<identity>/``; returns ``dest``."""
-    for part, people in split.items():
-        for person, files in people.items():
-            folder = dest / part / person
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                link = folder / name
-                if not link.is_symlink():
-                    link.symlink_to(Path(lfw).resolve() / person / name)
-    (dest / "split.json").write_text(json.dumps(split, indent=1))
-    return dest
-
-
 def visibility_inputs(work: Path, split: dict[str, dict[str, list[str]]]) -> dict[str, Path]:
     """The two photo sets: the bundled examples, and 5 test photos per LFW-10 identity."""
-    lfw50 = work / "lfw50"
-    for person, files in split["test"].items():
-        (lfw50 / person).mkdir(parents=True, exist_ok=True)
-        for name in files[:5]:
-            link = lfw50 / person / name
-            if not link.is_symlink():
-                link.symlink_to(LFW.resolve() / person / name)
+    lfw50 = link_files(work / "lfw50", {person: [LFW / person / name for name in files[:5]]
+                                        for person, files in split["test"].items()})
     return {"examples": ROOT / "examples" / "photos", "lfw50": lfw50}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import photos                                   # bench/photos.py (bench/ is on pytest's pythonpath)
+import subsets as photos                        # bench/subsets.py (bench/ is on pytest's pythonpath)
 from conftest import SHARED_DATA
 
 

@@ -1,0 +1,85 @@
+"""The benchmarks' one subset helper: folders of symlinks into ../shared/data, made once.
+
+- :func:`link_files` / :func:`link_folders`: a class-folder tree of symlinks (idempotent);
+- :func:`cifar_per_class`: the first N images of each CIFAR-10 class;
+- :func:`lfw10_split` / :func:`materialize`: the LFW-10 split (the SEM paper's Table 8
+  protocol on LFW: the 10 identities with the most photos, at most 120 each, 85/15).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from common import SHARED
+
+CIFAR = SHARED / "cifar10"
+LFW = SHARED / "lfw"
+
+
+def link_files(dest: Path, files: dict[str, list[Path]]) -> Path:
+    """``dest/<class>/<file name>`` -> each file, for every class; existing links are kept."""
+    for cls, paths in files.items():
+        (dest / cls).mkdir(parents=True, exist_ok=True)
+        for f in paths:
+            link = dest / cls / f.name
+            if not link.is_symlink():
+                link.symlink_to(Path(f).resolve())
+    return dest
+
+
+def link_folders(dest: Path, sources: dict[str, Path]) -> Path:
+    """``dest/<name>`` -> each source folder; existing links are kept."""
+    for name, src in sources.items():
+        if not (dest / name).is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).symlink_to(src.resolve(), target_is_directory=True)
+    return dest
+
+
+def cifar_per_class(split: str, per_class: int) -> dict[str, list[Path]]:
+    """The first ``per_class`` files (by name) of each CIFAR-10 class of ``split`` (train/test)."""
+    return {d.name: sorted(d.iterdir())[:per_class] for d in sorted((CIFAR / split).iterdir()) if d.is_dir()}
+
+
+IDENTITIES = 10        # the identities with the most photos
+MAX_PER_IDENTITY = 120  # as in the paper's FaceScrub 10x120
+TRAIN_FRACTION = 0.85
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def _order(seed: int, identity: str, names: list[str]) -> list[str]:
+    """A seeded permutation of ``names`` keyed by (seed, identity): stable everywhere."""
+    def key(name: str) -> str:
+        return hashlib.sha256(f"{seed}\x1f{identity}\x1f{name}".encode()).hexdigest()
+    return sorted(names, key=key)
+
+
+def lfw10_split(lfw: Path = LFW, seed: int = 0, identities: int = IDENTITIES,
+                max_per_identity: int = MAX_PER_IDENTITY,
+                train_fraction: float = TRAIN_FRACTION) -> dict[str, dict[str, list[str]]]:
+    """``{"train": {identity: [file names]}, "test": {...}}`` for the top identities.
+
+    Train and test are disjoint by construction (one permutation, cut once).
+    """
+    people = {d.name: sorted(f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                             and not f.name.startswith("."))
+              for d in sorted(Path(lfw).iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    top = sorted(people, key=lambda p: (-len(people[p]), p))[:identities]
+    split: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    for person in sorted(top):
+        chosen = _order(seed, person, people[person])[:max_per_identity]
+        n_train = round(train_fraction * len(chosen))
+        split["train"][person] = sorted(chosen[:n_train])
+        split["test"][person] = sorted(chosen[n_train:])
+    return split
+
+
+def materialize(split: dict[str, dict[str, list[str]]], dest: Path, lfw: Path = LFW) -> Path:
+    """Symlink the split into ``dest/{train,test}/<identity>/``; returns ``dest``."""
+    for part, people in split.items():
+        link_files(dest / part, {person: [Path(lfw) / person / name for name in files]
+                                 for person, files in people.items()})
+    (dest / "split.json").write_text(json.dumps(split, indent=1))
+    return dest
