@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import ROOT, WORK, cli
+from common import ROOT, WORK, cli, environment, load, record, write_markdown
 from subsets import cifar_per_class, link_files
 
 OUT = WORK / "identity"
@@ -54,16 +54,28 @@ def capture(name: str) -> None:
         cli("train-generator", subset(), "-o", out, *TINY, *extra, "--overwrite")
         with safe_open(str(out), "pt") as f:
             result[f"train {method}"] = {"tensors_sha256": f.metadata()["tensors_sha256"]}
+    result["commit"] = {"sha": environment()["commit"]}
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
     print(f"{OUT / name}.json: {sum(len(v) for v in result.values())} digests")
 
 
 def compare(a: str, b: str) -> int:
+    """Print every digest that differs (exit 1), and record the comparison in ``results/identity.json``."""
     left, right = (json.loads((OUT / f"{n}.json").read_text()) for n in (a, b))
+    commits = {n: d.pop("commit", {}).get("sha", "?") for n, d in ((a, left), (b, right))}
     bad = [f"{k}: {f}" for k in sorted(set(left) | set(right))
            for f in sorted(set(left.get(k, {})) | set(right.get(k, {})))
            if left.get(k, {}).get(f) != right.get(k, {}).get(f)]
-    print("\n".join(bad) or f"identical: {sum(len(v) for v in left.values())} digests in {len(left)} groups")
+    counts = {k: len(v) for k, v in sorted(left.items())}
+    print("\n".join(bad) or f"identical: {sum(counts.values())} digests in {len(counts)} groups")
+    record("identity", f"{commits[a]} vs {commits[b]}",
+           {"before_commit": commits[a], "after_commit": commits[b], "identical": not bad, "differences": bad,
+            "digests_per_group": counts})
+    write_markdown("identity", "Identity: outputs before and after a change", [
+        "| before | after | digests | identical | differences |", "|---|---|---|---|---|",
+        *[f"| {r['results']['before_commit']} | {r['results']['after_commit']} | "
+          f"{sum(r['results']['digests_per_group'].values())} | {'yes' if r['results']['identical'] else 'NO'} | "
+          f"{len(r['results']['differences'])} |" for r in load("identity")["records"]]])
     return 1 if bad else 0
 
 
