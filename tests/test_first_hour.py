@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import signal
 from pathlib import Path
@@ -25,7 +24,7 @@ from unlearnable_cli.io.images import read_image
 from unlearnable_cli.evaluate.report import result_warnings
 from unlearnable_cli.models.weights import load_generator, read_card
 
-from conftest import save, small, tinted_classes
+from conftest import interrupt_after, save, small, tinted_classes
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
@@ -140,16 +139,9 @@ def test_sigterm_stops_protect_with_a_message_and_resumes(tmp_path: Path, tiny_w
     src = tmp_path / "in"
     for i in range(3):
         save(small("coffee", 16 + i), src / f"{i}.png")               # three sizes: three batches
-    real_append = manifest.append_journal
-
-    def append_then_sigterm(path, records, *part):
-        real_append(path, records, *part)
-        os.kill(os.getpid(), signal.SIGTERM)                        # after the first batch is kept
-
-    monkeypatch.setattr(manifest, "append_journal", append_then_sigterm)
-    result = run("protect", src, "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
+    with interrupt_after((manifest, "append_journal"), 1, signal.SIGTERM):  # after the first batch is kept
+        result = run("protect", src, "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
     assert result.exit_code == 143 and "stopped:" in result.output and "rerun the same command" in result.output
-    monkeypatch.setattr(manifest, "append_journal", real_append)
     result = run("protect", src, "-o", tmp_path / "out", "--weights", tiny_weights, *FAST)
     assert result.exit_code == 0 and "Protected 2 image(s)" in result.output
     assert "(1 were already done and kept)" in result.output
