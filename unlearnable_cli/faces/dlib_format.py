@@ -112,21 +112,20 @@ class DlibReader:
 
     def expect(self, kind: str, allowed: tuple[str, ...]) -> str:
         """A version string that must be one of ``allowed`` (dlib's layer-format tags)."""
-        start = self.pos
-        version = self.string()
-        if version not in allowed:
-            self.pos = start
-            raise self.fail(f"expected {kind} version {allowed}, found {version!r}")
-        return version
+        return self._one_of(self.string, kind, allowed)
 
     def version(self, kind: str, allowed: tuple[int, ...]) -> int:
         """An integer version header (``add_layer``, tag, skip, loss, tensor)."""
+        return self._one_of(self.int, kind, allowed)
+
+    def _one_of(self, read, kind: str, allowed: tuple):  # type: ignore[no-untyped-def]
+        """``read()`` a version; one not in ``allowed`` is refused, the position left before it."""
         start = self.pos
-        v = self.int()
-        if v not in allowed:
+        value = read()
+        if value not in allowed:
             self.pos = start
-            raise self.fail(f"expected {kind} version {allowed}, found {v}")
-        return v
+            raise self.fail(f"expected {kind} version {allowed}, found {value!r}")
+        return value
 
     def _dims(self) -> tuple[int, int, int, int]:
         dims = tuple(self.int(8) for _ in range(4))
