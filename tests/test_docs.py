@@ -15,7 +15,7 @@ from unlearnable_cli.models.weights import DEFAULT_GENERATOR
 README = Path(__file__).resolve().parents[1] / "README.md"
 PROTECT = ProtectConfig()
 #: Options whose default is not a ProtectConfig field of the same name.
-ELSEWHERE = {"weights": DEFAULT_GENERATOR, "eot_scale": TransformSpec().min_scale,
+ELSEWHERE = {"weights": DEFAULT_GENERATOR, "radius": PROTECT.radius_levels, "eot_scale": TransformSpec().min_scale,
              "format": PROTECT.output_format.value}
 
 
@@ -32,8 +32,6 @@ def code_default(option: str) -> object:
     if name in ELSEWHERE:
         return ELSEWHERE[name]
     value = getattr(PROTECT, name)
-    if name == "radius":
-        return value * 255
     return getattr(value, "value", value)
 
 

@@ -29,7 +29,7 @@ def config_fields(params: dict[str, Any], config: type, renamed: dict[str, str] 
         field = (renamed or {}).get(name, name)
         if field not in fields or value is None or value is False:
             continue
-        if name in LEVEL_OPTIONS:
+        if field in LEVEL_OPTIONS:
             value = from_levels(value)
         elif isinstance(value, Path) and "str" in str(fields[field].type):
             value = str(value)

@@ -27,7 +27,7 @@ def protect(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of your images (searched recursively) or one image file.")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output folder (default: <INPUT>-protected beside the input; <INPUT>-preview with --preview).")] = None,
     weights: Annotated[Optional[str], typer.Option(metavar="NAME|FILE", help="A shipped generator's name (see `unlearnable info`) or a generator .safetensors file (default: the shipped default).")] = None,
-    radius: Annotated[Optional[float], typer.Option(help=f"Largest change per pixel, in levels out of 255 (ρ_u; default {PROTECT.radius * 255:g}); larger protects more and shows more.")] = None,
+    radius: Annotated[Optional[int], typer.Option(help=f"Largest change per pixel, in whole levels out of 255 (ρ_u; default {PROTECT.radius_levels}); larger protects more and shows more.")] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Noise optimization steps (K_u; default {PROTECT.steps}); at least 1.")] = None,
     step_size: Annotated[Optional[float], typer.Option(help="Change per step in levels (α_u; default radius/5).")] = None,
     eot_samples: Annotated[Optional[int], typer.Option(help=f"Random transformations averaged per step (J; default {EOT_SAMPLES}, 1 for EM generators).")] = None,
@@ -58,7 +58,7 @@ def protect(
     from ..models.weights import load_generator_file, resolve_weights
 
     given = [f"--{k.replace('_', '-')}" for k, v in locals().items() if v is not None and k in OPTIMIZATION]
-    cfg = protect_config(**config_fields(dict(locals()), ProtectConfig, {"eot_scale": "eot_min_scale"}))
+    cfg = protect_config(**config_fields(dict(locals()), ProtectConfig, {"eot_scale": "eot_min_scale", "radius": "radius_levels"}))
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     report_failure = functools.partial(print_failure, input_path.parent if input_path.is_file() else input_path)
     kept = ("no previews were finished" if cfg.preview else

@@ -8,8 +8,10 @@ from enum import Enum
 import torch
 
 
-#: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255.
-RADIUS = 8 / 255
+#: ρ_u, the promised L∞ bound, as in all three papers: 8 levels out of 255 (whole levels,
+#: the command line's unit; RADIUS is the same in [0, 1]).
+RADIUS_LEVELS = 8
+RADIUS = RADIUS_LEVELS / 255
 #: α_u, SEM's noise step on CIFAR-10 (ρ_u / 5; written as 1.6/255, the float every card records).
 STEP_SIZE = 1.6 / 255
 #: ρ_a = ρ_r, SEM's adversarial and random radii on CIFAR-10.

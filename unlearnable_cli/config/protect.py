@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import MAX_PIXELS, RADIUS, Budget, ConfigError, OutputFormat, highpass_check
+from .common import MAX_PIXELS, RADIUS_LEVELS, Budget, ConfigError, OutputFormat, highpass_check
 
 
 @dataclass
 class ProtectConfig:
     """Options of ``protect``; radii in [0, 1] units, ``None`` = derived from the generator.
 
+    The promised bound is the one exception: ``radius_levels`` is a whole number of levels,
+    as given at the command line (the bound holds exactly after 8-bit rounding only in
+    whole levels), and :attr:`radius` is that bound in [0, 1] for the optimizer.
+
     Defaults: ρ_u = 8/255, α_u = ρ_u / 5, K_u = 10, J = 5 (1 for a generator whose
     transform is deterministic, i.e. EM), ρ_r = the generator's ρ_a.
     """
 
-    radius: float = RADIUS
+    radius_levels: int = RADIUS_LEVELS    # ρ_u in levels: outputs differ from inputs by at most this
     steps: int = 10
     step_size: float | None = None        # None: ρ_u / 5
     eot_samples: int | None = None        # None: 5, or 1 for a generator whose transform is the identity (EM)
@@ -41,14 +45,13 @@ class ProtectConfig:
         return self.step_size if self.step_size is not None else self.radius / 5
 
     @property
-    def radius_levels(self) -> int:
-        """The promised integer bound in pixel levels: output differs from input by at most this."""
-        return int(self.radius * 255 + 1e-6)
+    def radius(self) -> float:
+        """ρ_u in [0, 1] units, for the noise optimizer."""
+        return self.radius_levels / 255
 
     def validate(self) -> None:
         checks = [
-            (0 < self.radius <= 1, "--radius must be in (0, 255]"),
-            (self.radius_levels >= 1, "--radius must be at least 1 pixel level"),
+            (1 <= self.radius_levels <= 255, "--radius must be a whole number of levels in [1, 255]"),
             (self.steps >= 1, "--steps must be at least 1 (with 0 steps the noise is only its random "
                               "start and protects nothing)"),
             (self.step_size is None or self.step_size > 0, "--step-size must be positive"),
