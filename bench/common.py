@@ -120,3 +120,32 @@ def machine_line(env: dict[str, Any]) -> str:
              f"commit {env.get('commit', '?')}" + (" (uncommitted changes)" if env.get("dirty") else ""),
              env.get("date")]
     return ", ".join(p for p in parts if p)
+
+
+def twelve_mp(weights: Path, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """Protect one 4000x3000 photo via the CLI in a child process (``extra``: more protect
+    options); wall time and peak RSS."""
+    from PIL import Image
+    from skimage import data
+    photo = tmp / "big" / "photo.jpg"
+    photo.parent.mkdir()
+    img = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BICUBIC)
+    img.save(photo, quality=92)
+    code = f"""
+import resource, time, sys
+from typer.testing import CliRunner
+from unlearnable_cli.commands.app import app
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+r = CliRunner().invoke(app, ["protect", "{photo.parent}", "-o", "{tmp / 'big-out'}", "--weights", "{weights}",
+                             "--device", "cpu", "--quiet", *{list(extra)!r}])
+wall = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(r.exit_code, wall, base, peak)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    exit_code, wall, base, peak = out.stdout.split()[-4:]
+    assert exit_code == "0", out.stdout + out.stderr
+    return {"seconds": round(float(wall), 2), "peak_rss_mib": round(int(peak) / 1024, 1),
+            "rss_after_imports_mib": round(int(base) / 1024, 1),
+            "extra_mib": round((int(peak) - int(base)) / 1024, 1)}

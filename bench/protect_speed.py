@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from common import ROOT, SHARED, load, machine_line, record, table, write_markdown
+from common import ROOT, SHARED, load, machine_line, record, table, twelve_mp, write_markdown
 
 sys.path.insert(0, str(ROOT))
 
@@ -121,35 +120,6 @@ def transform_overhead(n: int, reps: int) -> dict[str, float]:
         for _ in range(reps):
             torch.autograd.grad(aug(x).sum(), x)
     return {"ours_s": timed(ours).wall / reps, "kornia_s": timed(kornia).wall / reps}
-
-
-def twelve_mp(weights: Path, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
-    """Protect one 4000x3000 photo via the CLI in a child process (``extra``: more protect
-    options); wall time and peak RSS."""
-    from PIL import Image
-    from skimage import data
-    photo = tmp / "big" / "photo.jpg"
-    photo.parent.mkdir()
-    img = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BICUBIC)
-    img.save(photo, quality=92)
-    code = f"""
-import resource, time, sys
-from typer.testing import CliRunner
-from unlearnable_cli.cli import app
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter()
-r = CliRunner().invoke(app, ["protect", "{photo.parent}", "-o", "{tmp / 'big-out'}", "--weights", "{weights}",
-                             "--device", "cpu", "--quiet", *{list(extra)!r}])
-wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(r.exit_code, wall, base, peak)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    exit_code, wall, base, peak = out.stdout.split()[-4:]
-    assert exit_code == "0", out.stdout + out.stderr
-    return {"seconds": round(float(wall), 2), "peak_rss_mib": round(int(peak) / 1024, 1),
-            "rss_after_imports_mib": round(int(base) / 1024, 1),
-            "extra_mib": round((int(peak) - int(base)) / 1024, 1)}
 
 
 def main() -> None:
