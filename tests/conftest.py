@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, features
+from typer.testing import CliRunner
 
+from unlearnable_cli.commands.app import app
 from unlearnable_cli.models.weights import GeneratorCard, save_generator
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -30,6 +33,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "shared_data" in item.keywords:
             item.add_marker(skip)
+
+
+runner = CliRunner()
+#: ``protect`` in two noise steps of two transform draws, without progress bars.
+FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]
+
+
+def run_cli(*args: str | Path):  # noqa: ANN201 - click.testing.Result
+    """``unlearnable ARGS...`` through Typer's CliRunner (paths may be given as Paths)."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def digests(root: Path) -> dict[str, str]:
+    """Every file under ``root`` by relative path: its SHA-256."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def pngs(root: Path) -> dict[str, bytes]:
+    """Every PNG under ``root`` by relative path: its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
 @contextlib.contextmanager
 def interrupt_after(target: tuple[object, str], n: int, what: int | type[BaseException]) -> Iterator[None]:
     """Inside the block, once ``getattr(*target)`` has returned for the ``n``-th time, deliver

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.commands.app import app
-from unlearnable_cli.evaluate import scenarios as evaluate_module
+from unlearnable_cli.evaluate import journal as eval_journal, scenarios as evaluate_module
 from unlearnable_cli.io.datasets import match_folders
 from unlearnable_cli.evaluate.journal import journal_path
+from unlearnable_cli.evaluate.report import result_warnings
+from unlearnable_cli.evaluate.scenarios import EvalReport, Run
+
+from conftest import interrupt_after
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -105,24 +110,27 @@ def test_split_runs_match_one_combined_call(folders, tmp_path):
     assert result.exit_code == 1 and "give --clean" in result.output
 
 
-def count_victims(monkeypatch, at: int) -> tuple[list[float], dict[str, int]]:
-    """Record each victim's adversarial radius as it starts; Ctrl-C at victim number ``stop["at"]``."""
+def trained_victims(monkeypatch) -> list[float]:
+    """Each victim's adversarial radius (in levels) as its training starts: the victims a
+    run trains rather than reuses."""
     real = evaluate_module.train_victim
     calls: list[float] = []
-    stop = {"at": at}
 
     def counted(*a, **k):
-        calls.append(round(a[-2].adv_radius * 255, 6))      # the victim's Setting, in levels
-        if len(calls) == stop["at"]:
-            raise KeyboardInterrupt
+        calls.append(round(a[-2].adv_radius * 255, 6))      # the victim's Setting
         return real(*a, **k)
 
     monkeypatch.setattr(evaluate_module, "train_victim", counted)
-    return calls, stop
+    return calls
+
+
+def ctrl_c_after_victims(n: int):  # noqa: ANN201 - a context manager
+    """Ctrl-C once the ``n``-th victim is kept in the journal beside the report."""
+    return interrupt_after((eval_journal, "append_json_lines"), n, signal.SIGINT)
 
 
 def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, monkeypatch):
-    """Ctrl-C during the third victim keeps the first two; a rerun with other settings
+    """Ctrl-C after two victims keeps those two; a rerun with other settings
     reuses none of them; the same command trains only the rest and reports the curves
     of an uninterrupted run."""
     clean, prot, test = folders
@@ -130,9 +138,10 @@ def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, m
             "--adv-radius", "0", "--adv-radius", "2", "--adv-steps", "1", *TINY]
     full = tmp_path / "full.json"
     assert runner.invoke(app, [*args, "--report", str(full)]).exit_code == 0
-    calls, stop = count_victims(monkeypatch, at=3)
+    calls = trained_victims(monkeypatch)
     report = tmp_path / "r.json"
-    result = runner.invoke(app, [*args, "--report", str(report)])
+    with ctrl_c_after_victims(2):
+        result = runner.invoke(app, [*args, "--report", str(report)])
     assert result.exit_code == 130 and "stopped:" in result.output and "rerun the same command" in result.output
     partial = journal_path(report)
     assert not report.exists() and len(partial.read_text().splitlines()) == 2
@@ -140,16 +149,15 @@ def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, m
         f.write('{"key": "cut sh')                            # a line cut short by a crash
 
     calls.clear()
-    stop["at"] = 2
-    result = runner.invoke(app, [*args, "--seed", "1", "--report", str(report)])
-    assert result.exit_code == 130 and calls == [0.0, 0.0], "another seed reused a victim"
+    with ctrl_c_after_victims(1):
+        result = runner.invoke(app, [*args, "--seed", "1", "--report", str(report)])
+    assert result.exit_code == 130 and calls == [0.0], "another seed reused a victim"
     lines = partial.read_text().splitlines()
     assert lines[2] == '{"key": "cut sh' and all("key" in json.loads(line) for line in lines[3:]), \
         "a victim journaled after the crash fragment was glued onto it"
     assert len(lines) == 4                                    # the seed-1 run finished one victim
 
     calls.clear()
-    stop["at"] = 0
     result = runner.invoke(app, [*args, "--report", str(report)])
     assert result.exit_code == 0, result.output
     assert calls == [2.0, 2.0] and "reused 2 finished victim(s)" in result.output
@@ -160,14 +168,11 @@ def test_interrupted_eval_resumes_with_the_finished_victims(folders, tmp_path, m
         [(r["data"], r["adv_radius"], r["acc_per_epoch"]) for r in expected]
 
 
-def test_eval_without_report_says_nothing_was_kept(folders, monkeypatch):
+def test_eval_without_report_says_nothing_was_kept(folders):
     clean, prot, test = folders
-
-    def interrupted(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(evaluate_module, "train_victim", interrupted)
-    result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test), *TINY])
+    with interrupt_after((evaluate_module, "train_victim"), 1, signal.SIGINT):    # Ctrl-C after the first victim
+        result = runner.invoke(app, ["eval", "--clean", str(clean), "--protected", str(prot), "--test", str(test),
+                                     *TINY])
     assert result.exit_code == 130 and "give --report to make an evaluation resumable" in result.output
 
 
@@ -244,10 +249,9 @@ def test_personal_folder_scenario(folders, tmp_path, monkeypatch):
     report = tmp_path / "p.json"
     args = ["eval", "--target", str(me), "--target-protected", str(me_prot), "--background", str(background),
             "--report", str(report), *TINY]
-    calls, stop = count_victims(monkeypatch, at=2)                 # interrupted in the protected victim
-    assert runner.invoke(app, args).exit_code == 130
-    calls.clear()
-    stop["at"] = 0
+    with ctrl_c_after_victims(1):                                  # interrupted before the protected victim
+        assert runner.invoke(app, args).exit_code == 130
+    calls = trained_victims(monkeypatch)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(calls) == 1 and "reused 1 finished victim(s)" in result.output
@@ -290,3 +294,35 @@ def test_ratio_interval_matches_katz_and_covers_the_true_ratio():
     draws = zip(rng.binomial(n, p_protected, 4000), rng.binomial(n, p_clean, 4000))
     covered = [lo <= p_protected / p_clean <= hi for lo, hi in (ratio_interval(a, n, b, n) for a, b in draws)]
     assert 0.93 <= sum(covered) / len(covered) <= 0.975
+
+
+def _report(clean: list[float], protected: list[float], n: int) -> EvalReport:
+    runs = [Run("clean", "clean", 0.0, "none", clean, 1.0), Run("protected", "p", 0.0, "none", protected, 1.0)]
+    return EvalReport({"test_images": n, "classes": list("abcdefghij")}, runs, {}, 1.0)
+
+
+
+def test_eval_warns_when_the_baseline_did_not_learn_or_the_test_set_is_too_small():
+    assert any("did not learn" in w for w in result_warnings(_report([10.0, 10.5], [9.0, 10.0], 1000)))
+    assert any("barely learnt" in w for w in result_warnings(_report([10.0, 15.0], [9.0, 10.0], 1000)))
+    small_set = result_warnings(_report([60.0, 70.0], [50.0, 55.0], 20))
+    assert len(small_set) == 1 and "overlap" in small_set[0] and "20 images" in small_set[0]
+    assert result_warnings(_report([60.0, 70.0], [10.0, 12.0], 1000)) == []
+
+
+
+def _personal(recognized: float, false_alarms: float, n: int) -> EvalReport:
+    extra = {"false_alarm_acc": false_alarms, "background_acc": 5.0}
+    runs = [Run("clean", "clean", 0.0, "none", [recognized], 1.0, 0.0, extra),
+            Run("protected", "p", 0.0, "none", [5.0], 1.0, 1.0, dict(extra))]
+    return EvalReport({"scenario": "personal-folder", "target_heldout_images": n, "background_classes": 157},
+                      runs, {}, 1.0)
+
+
+
+def test_personal_eval_warns_when_the_victim_calls_everyone_the_user():
+    """Recognizing 48% of the user's photos means nothing when 40% of everyone else's are
+    called the user too; 90% against 2% false alarms is a working recognizer."""
+    assert any("does not tell you apart" in w for w in result_warnings(_personal(47.6, 40.0, 21)))
+    assert not any("does not tell you apart" in w for w in result_warnings(_personal(90.0, 2.0, 21)))
+

@@ -1,4 +1,4 @@
-"""The torch port of dlib's face recognizer (unlearnable_cli.faces, issue 47).
+"""The torch port of dlib's face recognizer (unlearnable_cli.faces).
 
 Without the faces extra: the dlib-format reader on synthetic byte streams (a whole
 network written in dlib's order), the net's shapes, the chip geometry and warp, gradients,

@@ -18,11 +18,14 @@ from unlearnable_cli.methods.sem import SEM
 from unlearnable_cli.train import train_generator
 from unlearnable_cli.models.weights import load_generator, read_card
 
-from conftest import interrupt_after
+from conftest import interrupt_after, run_cli, tinted_classes
 
 runner = CliRunner()
 TINY = ["--arch", "convnet", "--width", "4", "--steps", "4", "--batch-size", "8", "--noise-steps", "2",
         "--eot-samples", "2", "--adv-steps", "2", "--checkpoint-every", "2", "--quiet"]
+#: two steps, a checkpoint after each: enough for an unfinished run's checkpoint to be left behind
+TWO_STEPS = ["--arch", "convnet", "--width", "4", "--steps", "2", "--batch-size", "8", "--noise-steps", "1",
+             "--eot-samples", "1", "--adv-steps", "1", "--checkpoint-every", "1", "--quiet"]
 
 
 def tiny_config(**kw):
@@ -43,6 +46,12 @@ def dataset(tmp_path_factory) -> Path:
             Image.fromarray(arr).save(root / name / f"{i}.png")
         Image.fromarray(arr).resize((48, 40)).save(root / name / "big.jpg")   # other sizes are resized
     return root
+
+
+@pytest.fixture(scope="module")
+def toy_train(tmp_path_factory) -> Path:
+    """Two tinted classes in a folder named ``train`` (cards name a data set by parent and folder)."""
+    return tinted_classes(tmp_path_factory.mktemp("toy") / "train", ["red", "green"], 8)
 
 
 @pytest.mark.parametrize("method", list(Method))
@@ -181,3 +190,38 @@ def test_init_starts_from_a_generator_and_refuses_a_mismatched_one(dataset, tmp_
     missing = runner.invoke(app, ["train-generator", str(dataset), "-o", str(tmp_path / "m.safetensors"),
                                   *TINY, "--init", str(tmp_path / "none.safetensors")])
     assert missing.exit_code == 1 and "none.safetensors" in missing.output
+
+
+def test_train_generator_never_discards_a_checkpoint_or_a_finished_generator(toy_train: Path, tmp_path: Path):
+    out = tmp_path / "g.safetensors"
+    ckpt = out.with_suffix(".ckpt.safetensors")
+    assert run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS).exit_code == 0
+    finished = out.read_bytes()
+    # A finished generator is not replaced by the same command.
+    result = run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS)
+    assert result.exit_code == 1 and "a generator is already there" in result.output and "--overwrite" in result.output
+    assert out.read_bytes() == finished
+    # An unfinished run's checkpoint is not restarted over.
+    out.unlink()
+    kept = ckpt.read_bytes()
+    result = run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS)
+    assert result.exit_code == 1, result.output
+    assert f"{ckpt}: an unfinished run's checkpoint (step 2 of 2)" in result.output.replace("\n", "")
+    assert "--resume" in result.output and "--overwrite" in result.output
+    assert ckpt.read_bytes() == kept and not out.exists()
+    # --resume continues it; --overwrite starts over.
+    assert run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS, "--resume").exit_code == 0
+    result = run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS, "--overwrite", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert read_card(out).hyperparameters["seed"] == 1
+
+
+
+def test_card_names_the_data_set_by_parent_and_folder(toy_train: Path, tmp_path: Path):
+    out = tmp_path / "g.safetensors"
+    assert run_cli("train-generator", toy_train, "-o", out, *TWO_STEPS).exit_code == 0
+    assert read_card(out).dataset["name"] == f"{toy_train.parent.name}/train"
+    named = tmp_path / "named.safetensors"
+    assert run_cli("train-generator", toy_train, "-o", named, *TWO_STEPS, "--dataset-name", "toy colours").exit_code == 0
+    assert read_card(named).dataset["name"] == "toy colours"
+

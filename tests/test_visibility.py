@@ -1,4 +1,4 @@
-"""Visibility: the low-frequency share of the noise, and the texture budget (issue 29)."""
+"""Visibility: the low-frequency share of the noise, and the texture budget."""
 
 from __future__ import annotations
 
