@@ -83,3 +83,37 @@ def materialize(split: dict[str, dict[str, list[str]]], dest: Path, lfw: Path = 
                                  for person, files in people.items()})
     (dest / "split.json").write_text(json.dumps(split, indent=1))
     return dest
+
+
+# ---------------------------------------------------------------- the personal-folder scenario
+#: The first personal users: the 3 identities with the most photos outside
+#: LFW-10.  The 10 after them are the ``next10`` background; further users come after those
+#: 10, so that measuring more people never changes the background.
+FIRST_USERS = 3
+#: Where the ``next10`` background sits in :func:`outside_lfw10`'s order.
+NEXT10 = slice(FIRST_USERS, FIRST_USERS + 10)
+
+
+def outside_lfw10() -> list[str]:
+    """LFW identities outside LFW-10, most photos first (ties by name)."""
+    people = {d.name: len([f for f in d.iterdir() if f.suffix.lower() == ".jpg"])
+              for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    top10 = set(lfw10_split()["train"])
+    return sorted((p for p in people if p not in top10), key=lambda p: (-people[p], p))
+
+
+def personal_identities(n: int) -> list[str]:
+    """The ``n`` users: the first :data:`FIRST_USERS` outside LFW-10, then those after ``next10``."""
+    people = outside_lfw10()
+    return (people[:NEXT10.start] + people[NEXT10.stop:])[:n]
+
+
+def background_identities(kind: str, person: str) -> dict[str, Path]:
+    """Everyone else: ``all`` the other 157 LFW identities, the ``lfw10`` identities (the ``faces``
+    generator's own classes), or ``next10``: the 10 identities with the most photos after LFW-10 and
+    the first three users, none of whom any shipped generator was trained on."""
+    if kind == "lfw10":
+        return {p: LFW / p for p in sorted(lfw10_split()["train"])}
+    if kind == "next10":
+        return {p: LFW / p for p in outside_lfw10()[NEXT10]}
+    return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}

@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def faces_extra():  # noqa: ANN201 - the dlib_tools module
+    """dlib and its model files (the ``faces`` extra), or a skip saying what to install."""
+    from unlearnable_cli.faces import weights
+    try:
+        weights.import_dlib()
+        weights.model_file()
+    except weights.FacesExtraMissing as err:                  # says: pip install "unlearnable[faces]"
+        pytest.skip(str(err))
+    from unlearnable_cli.faces import dlib_tools
+    return dlib_tools
+
+
 runner = CliRunner()
 #: ``protect`` in two noise steps of two transform draws, without progress bars.
 FAST = ["--steps", "2", "--eot-samples", "2", "--quiet"]

@@ -247,22 +247,11 @@ def test_missing_extra_says_what_to_install(monkeypatch) -> None:
 # -- against dlib itself (the faces extra) ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def extra():  # noqa: ANN201 - the dlib_tools module
-    try:
-        W.import_dlib()
-        W.model_file()
-    except W.FacesExtraMissing as err:                        # says: pip install "unlearnable[faces]"
-        pytest.skip(str(err))
-    from unlearnable_cli.faces import dlib_tools
-    return dlib_tools
-
-
-@pytest.fixture(scope="module")
-def net(extra, tmp_path_factory) -> DlibFaceNet:
+def net(faces_extra, tmp_path_factory) -> DlibFaceNet:
     return W.load_face_net(cache=tmp_path_factory.mktemp("cache"))
 
 
-def test_released_file_is_read_to_its_last_byte(extra) -> None:
+def test_released_file_is_read_to_its_last_byte(faces_extra) -> None:
     data = W.model_file().read_bytes()
     assert W.sha256_bytes(data) == W.RELEASED_DAT_SHA256
     assert W.tensors_sha256(W.convert(data, "released")) == W.RELEASED_TENSORS_SHA256
@@ -279,18 +268,18 @@ def _photos() -> list[tuple[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_port_matches_dlib_on_real_faces_and_gradients_flow(extra, net: DlibFaceNet, index: int) -> None:
+def test_port_matches_dlib_on_real_faces_and_gradients_flow(faces_extra, net: DlibFaceNet, index: int) -> None:
     name, image = _photos()[index]
-    marks = extra.detect_landmarks(image)[:1]
+    marks = faces_extra.detect_landmarks(image)[:1]
     assert marks, f"dlib found no face in {name}"
     photo = (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255).requires_grad_()
     chips = C.face_chips(photo, marks)
     ours = (chips[0] * 255).round().byte().permute(1, 2, 0).numpy()
-    theirs = extra.dlib_chip(image, marks[0])
+    theirs = faces_extra.dlib_chip(image, marks[0])
     assert np.abs(ours.astype(int) - theirs).max() <= 1, name
     out = net(chips)
     out.norm().backward()                                     # the gradient reaches the photo's pixels
     assert photo.grad.abs().sum() > 0 and torch.isfinite(photo.grad).all()
-    emb, ref = out.detach().double().numpy()[0], extra.dlib_descriptors(image, marks)[0]
+    emb, ref = out.detach().double().numpy()[0], faces_extra.dlib_descriptors(image, marks)[0]
     assert emb @ ref / np.linalg.norm(emb) / np.linalg.norm(ref) >= 0.9999, name
     assert np.linalg.norm(emb - ref) < 1e-4, name

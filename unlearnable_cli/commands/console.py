@@ -54,8 +54,10 @@ DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError)
 
 
 def _exit_line(tag: str, message: str, code: int) -> typer.Exit:
-    """Print one tagged line on stderr and return the Exit to raise."""
-    err_console.print(f"{tag} {message}", highlight=False, soft_wrap=True)
+    """Print one tagged line on stderr and return the Exit to raise; ``message`` is plain
+    text (a file named ``photo[1].jpg`` or ``pip install "unlearnable[faces]"`` prints as is)."""
+    from rich.markup import escape
+    err_console.print(f"{tag} {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

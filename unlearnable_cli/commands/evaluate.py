@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .app import DeviceOpt, QuietOpt, app
-from ..config import ConfigError, Device, EvalConfig, VictimRuns, from_levels, resolve_device
+from ..config import Attacker, ConfigError, Device, EvalConfig, RecognizerConfig, VictimRuns, from_levels, resolve_device
 from .console import Command, command_errors, console, err_console, os_failure, progress_bar, stop_requests
 
 if TYPE_CHECKING:
     from ..evaluate.scenarios import EvalReport
 
 EVAL = EvalConfig()                       # the defaults the help names
+RECOGNIZER = RecognizerConfig()
 
 
 @app.command("eval", cls=Command)
@@ -26,11 +27,12 @@ def eval_cmd(
     target_protected: Annotated[Optional[Path], typer.Option(help="Personal scenario: their protected copy.")] = None,
     background: Annotated[Optional[Path], typer.Option(help="Personal scenario: everyone else's images (class folders).")] = None,
     target_holdout: Annotated[Optional[float], typer.Option(help=f"Fraction of your clean images held out for testing (default {EVAL.target_holdout:g}).")] = None,
+    attacker: Annotated[Attacker, typer.Option(help="Who trains on the photos: scratch (a classifier from random weights, the default); embedding (dlib's pretrained face recognizer enrols them: 1-NN with its 0.6 threshold, and a linear classifier); finetune (the same network with a new head, fine-tuned: the head alone, and the whole network). embedding and finetune need the faces extra.")] = Attacker.SCRATCH,
     preset: Annotated[str, typer.Option(help="quick (fast CNN, CPU) or paper (ResNet-18, 100 epochs, GPU).")] = "quick",
     arch: Annotated[Optional[str], typer.Option(help="Victim architecture: convnet, resnet18, mobilenetv2 (give --width too: 16 and 8 train in reasonable time on a CPU).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Victim width.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Training epochs (default {EVAL.victim.epochs}; fine-tuning {RECOGNIZER.epochs}).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Training batch size (default {EVAL.victim.batch_size}; fine-tuning {RECOGNIZER.batch_size}).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (SGD, one-cycle).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Images are resized to this square size.")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="Use the first N training images of each class.")] = None,
@@ -52,16 +54,19 @@ def eval_cmd(
     """Train fresh models on clean and on protected images and compare their test accuracy."""
     from ..config import eval_config, named_folders, victim_config
     from ..evaluate.defenses import DefenseError
+    from ..faces import DlibFormatError, FaceCacheError, FacesExtraMissing
     from ..evaluate.journal import journal_path
     from ..evaluate.scenarios import run_evaluation
 
     kept = (f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
             if report else "nothing was kept (give --report to make an evaluation resumable)")
-    with command_errors(kept, extra=(DefenseError,)):
+    with command_errors(kept, extra=(DefenseError, DlibFormatError, FacesExtraMissing, FaceCacheError)):
         victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                                image_size=image_size, adv_steps=adv_steps, seed=seed,
                                adv_step_size=None if adv_step_size is None else from_levels(adv_step_size))
-        cfg = eval_config(victim=victim, clean=clean, protected=named_folders(protected or []), test=test,
+        recognizer = RecognizerConfig(**{k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
+                                                                seed=seed).items() if v is not None})
+        cfg = eval_config(victim=victim, attacker=attacker, recognizer=recognizer, clean=clean, protected=named_folders(protected or []), test=test,
                           target=target, target_protected=target_protected, background=background,
                           target_holdout=target_holdout,
                           adv_radii=tuple(from_levels(r) for r in adv_radius) if adv_radius else None,

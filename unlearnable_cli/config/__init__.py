@@ -11,11 +11,11 @@ here".
 from .common import (ADV_RADIUS, ADV_STEP_SIZE, EOT_SAMPLES, MAX_PIXELS, RADIUS, STEP_SIZE, Budget, ConfigError, Device,
                      Interrupted, Method, NoiseConfig, OutputFormat, Perturbation, TransformSpec, VictimRuns,
                      from_levels, resolve_device)
-from .evaluate import EVAL_PRESETS, EvalConfig, VictimConfig, eval_config, named_folders, victim_config
+from .evaluate import EVAL_PRESETS, Attacker, EvalConfig, RecognizerConfig, VictimConfig, eval_config, named_folders, victim_config
 from .protect import ProtectConfig, protect_config
 from .train import DEFENDED_EVAL_IMAGES, EVAL_PGD, PRESETS, Preset, ScoreConfig, TrainConfig, train_config
 
-__all__ = ["ADV_RADIUS", "ADV_STEP_SIZE", "EOT_SAMPLES", "MAX_PIXELS", "Budget", "OutputFormat", "TransformSpec", "EVAL_PRESETS", "DEFENDED_EVAL_IMAGES", "EVAL_PGD", "PRESETS", "ScoreConfig", "RADIUS", "STEP_SIZE",
+__all__ = ["Attacker", "RecognizerConfig", "ADV_RADIUS", "ADV_STEP_SIZE", "EOT_SAMPLES", "MAX_PIXELS", "Budget", "OutputFormat", "TransformSpec", "EVAL_PRESETS", "DEFENDED_EVAL_IMAGES", "EVAL_PGD", "PRESETS", "ScoreConfig", "RADIUS", "STEP_SIZE",
            "ConfigError", "Device", "Interrupted", "EvalConfig", "Method", "NoiseConfig", "Perturbation", "Preset", "ProtectConfig",
            "TrainConfig", "VictimConfig", "VictimRuns", "eval_config", "from_levels", "named_folders",
            "protect_config", "resolve_device", "train_config", "victim_config"]

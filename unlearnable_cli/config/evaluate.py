@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from .common import ConfigError, VictimRuns
@@ -33,6 +34,49 @@ class VictimConfig:
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--epochs, --batch-size and --lr must be positive")
+
+
+class Attacker(str, Enum):
+    """Who trains on the photos: a classifier from scratch, or dlib's pretrained face
+    recognizer (the ``faces`` extra) that enrols them or is fine-tuned on them."""
+
+    SCRATCH = "scratch"         # a victim classifier trained from random weights (VictimConfig)
+    EMBEDDING = "embedding"     # dlib's embeddings: 1-NN with the 0.6 threshold, and a linear classifier
+    FINETUNE = "finetune"       # dlib's network with a new linear head: the head alone, and the whole network
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The victims this attacker trains on each training set, as reports name them."""
+        return {Attacker.SCRATCH: ("scratch",), Attacker.EMBEDDING: ("embedding:1nn", "embedding:linear"),
+                Attacker.FINETUNE: ("finetune:head", "finetune:whole")}[self]
+
+
+#: face_recognition's ``compare_faces`` tolerance: Euclidean distance at most this is a match.
+MATCH_THRESHOLD = 0.6
+
+
+@dataclass
+class RecognizerConfig:
+    """How a team with dlib's pretrained recognizer trains on the photos (``--attacker``).
+
+    The linear classifier on embeddings is a multinomial logistic regression, fitted to
+    convergence by L-BFGS; fine-tuning puts a new linear head (128 -> classes) on the
+    network and trains with Adam on the face chips, flipped at random.
+    """
+
+    match_threshold: float = MATCH_THRESHOLD  # embedding:1nn: farther than this is "unknown"
+    linear_l2: float = 1e-3           # logistic regression: L2 penalty on the weights (mean loss + l2 * |W|^2)
+    linear_iterations: int = 200      # L-BFGS iterations (full batch)
+    epochs: int = 5                   # fine-tuning epochs over the training photos
+    batch_size: int = 32
+    head_lr: float = 1e-2             # Adam, the new head
+    net_lr: float = 1e-4              # Adam, the pretrained layers (finetune:whole)
+    flip: bool = True                 # random horizontal flips of the chips while fine-tuning
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.head_lr <= 0 or self.net_lr <= 0:
+            raise ConfigError("--epochs, --batch-size and the learning rates must be positive")
 
 
 #: The victim's one-cycle schedule: share of training spent warming up to the peak lr.
@@ -68,6 +112,8 @@ class EvalConfig:
     personal one (``target``, ``target_protected``, ``background``); radii in [0, 1]."""
 
     victim: VictimConfig = dataclasses.field(default_factory=VictimConfig)
+    attacker: Attacker = Attacker.SCRATCH
+    recognizer: RecognizerConfig = dataclasses.field(default_factory=RecognizerConfig)
     clean: Path | None = None
     protected: dict[str, Path] = dataclasses.field(default_factory=dict)   # name -> protected copy
     test: Path | None = None
@@ -90,6 +136,10 @@ class EvalConfig:
 
     def validate(self) -> None:
         self.victim.validate()
+        self.recognizer.validate()
+        if self.attacker is not Attacker.SCRATCH and (any(self.adv_radii) or set(self.defenses) != {"none"}):
+            raise ConfigError(f"--attacker {self.attacker.value} enrols or fine-tunes on the photos as they are; "
+                              "--adv-radius and --defense apply to --attacker scratch")
         if not 0 < self.poison_ratio <= 1:
             raise ConfigError("--poison-ratio must be in (0, 1]")
         if not 0 < self.target_holdout < 1:

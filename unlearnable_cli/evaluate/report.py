@@ -14,10 +14,12 @@ from ..metrics import ratio_interval, wilson_interval
 
 
 def _by_condition(report: EvalReport) -> dict[tuple[float, str], list[Run]]:
-    """Runs by (adversarial radius in levels, defense)."""
+    """Runs by (adversarial radius in levels, defense, attacker), the attacker named in the
+    defense's label when it is a recognizer."""
     groups: dict[tuple[float, str], list[Run]] = defaultdict(list)
     for run in report.runs:
-        groups[(run.adv_levels, run.defense)].append(run)
+        label = run.defense if run.attacker == "scratch" else f"{run.defense}, {run.attacker}"
+        groups[(run.adv_levels, label)].append(run)
     return groups
 
 
@@ -56,7 +58,8 @@ def results_table(report: EvalReport) -> Table:
     n = evaluated_images(report)
     table = Table(title=f"eval: {metric} on {n} images, final [95% interval] / best epoch; "
                         "ratio = protected / clean, final [95% interval]")
-    for col in ("adv", "defense", "copy", "clean", "protected", "ratio"):
+    recognizers = any(r.attacker != "scratch" for r in report.runs)
+    for col in ("adv", "defense, attacker" if recognizers else "defense", "copy", "clean", "protected", "ratio"):
         table.add_column(col)
     for (radius, defense), runs in _by_condition(report).items():
         clean = next((r for r in runs if r.data == "clean"), None)
@@ -71,7 +74,9 @@ def results_table(report: EvalReport) -> Table:
         for run in (r for r in report.runs if "false_alarm_acc" in r.extra):
             others, alarms = (float(run.extra[k]) for k in ("background_acc", "false_alarm_acc"))  # type: ignore[arg-type]
             table.caption = (table.caption or "") + (
-                f"adv {run.adv_levels:g}/255, {run.defense}, {run.name}: accuracy on everyone else {others:.1f}%, "
+                f"adv {run.adv_levels:g}/255, {run.defense}"
+                f"{'' if run.attacker == 'scratch' else ', ' + run.attacker}, {run.name}: "
+                f"accuracy on everyone else {others:.1f}%, "
                 f"calls them you {alarms:.1f}%  ")
     for name, q in report.imperceptibility.items():
         table.caption = (table.caption or "") + (

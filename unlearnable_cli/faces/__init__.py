@@ -29,8 +29,7 @@ from .dlib_format import DlibFormatError
 from .model import DlibFaceNet
 from .weights import FaceCacheError, FacesExtraMissing, load_face_net
 
-#: face_recognition's ``compare_faces`` tolerance: Euclidean distance at most this is a match.
-MATCH_THRESHOLD = 0.6
+from ..config.evaluate import MATCH_THRESHOLD  # face_recognition's tolerance (0.6)
 
 
 def embed_faces(net: DlibFaceNet, photo: torch.Tensor, landmarks: list[np.ndarray],

@@ -16,6 +16,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,6 +26,11 @@ from .images import ImageReadError, OutputFormat, find_images, read_image
 
 #: What ``protect`` appends to an input's name (``a.jpg`` -> ``a.png`` or ``a.webp``).
 PROTECT_SUFFIXES = tuple(f.suffix for f in OutputFormat)
+
+
+#: Decodes a list of files into one uint8 tensor (N, 3, S, S); the default is
+#: :func:`load_files` at a square size, ``eval --attacker`` passes face chips instead.
+Loader = Callable[[list[Path]], torch.Tensor]
 
 
 class DatasetError(Exception):
@@ -95,10 +101,11 @@ def square_resize(pixels: np.ndarray, size: int) -> torch.Tensor:
 
 
 def load_image_folder(root: Path, image_size: int = 32, per_class: int | None = None,
-                      workers: int = 4) -> ImageFolderData:
+                      workers: int = 4, loader: Loader | None = None) -> ImageFolderData:
     """Read ``root`` into memory; raise :class:`DatasetError` naming the problem.
 
-    ``per_class`` keeps the first N images (sorted by name) of each class.
+    ``per_class`` keeps the first N images (sorted by name) of each class; ``loader``
+    decodes them (default: :func:`load_files` at ``image_size``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -119,7 +126,8 @@ def load_image_folder(root: Path, image_size: int = 32, per_class: int | None = 
         raise DatasetError(f"{root}: only one class ({names[0]!r}); a classifier needs at least two "
                            "class subfolders")
 
-    return ImageFolderData(load_files(files, image_size, workers), torch.tensor(labels), names, files, root)
+    images = loader(files) if loader else load_files(files, image_size, workers)
+    return ImageFolderData(images, torch.tensor(labels), names, files, root)
 
 
 def load_files(files: list[Path], image_size: int = 32, workers: int = 4) -> torch.Tensor:
@@ -177,7 +185,7 @@ def class_of(path: Path, root: Path) -> str:
 
 
 def load_pairs(clean_dir: Path, protected_dir: Path, image_size: int, allow_missing: bool,
-               per_class: int | None = None, load_protected: bool = True,
+               per_class: int | None = None, load_protected: bool = True, loader: Loader | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, list[str], list[tuple[Path, Path]]]:
     """Matched (clean uint8, protected uint8, labels, class names, pairs); clear errors on mismatch."""
     for d in (clean_dir, protected_dir):
@@ -205,12 +213,14 @@ def load_pairs(clean_dir: Path, protected_dir: Path, image_size: int, allow_miss
                 kept.append((c, p))
         pairs = kept
     labels = torch.tensor([names.index(class_of(c, clean_dir)) for c, _ in pairs])
-    clean = load_files([c for c, _ in pairs], image_size)
-    prot = load_files([p for _, p in pairs], image_size) if load_protected else None
+    load = loader or (lambda files: load_files(files, image_size))
+    clean = load([c for c, _ in pairs])
+    prot = load([p for _, p in pairs]) if load_protected else None
     return clean, prot, labels, names, pairs
 
 
-def load_test(test_dir: Path, names: list[str], image_size: int, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test(test_dir: Path, names: list[str], image_size: int, per_class: int | None,
+              loader: Loader | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     files, labels = [], []
     for i, name in enumerate(names):
         found = find_images(Path(test_dir) / name)
@@ -219,4 +229,4 @@ def load_test(test_dir: Path, names: list[str], image_size: int, per_class: int 
         labels += [i] * len(found)
     if not files:
         raise DatasetError(f"{test_dir}: no test images in class folders {', '.join(names)}")
-    return load_files(files, image_size), torch.tensor(labels)
+    return (loader(files) if loader else load_files(files, image_size)), torch.tensor(labels)

@@ -1,0 +1,183 @@
+"""Recognizers benchmark: does protection hold against dlib's pretrained face recognizer?
+
+The attackers a person meets (``unlearnable eval --attacker``, needs the faces extra):
+``embedding`` (dlib's descriptors of the training photos: 1-NN with face_recognition's
+0.6 threshold, and a logistic regression) and ``finetune`` (the network with a new linear
+head: the head alone, and the whole network).  Measured on clean held-out photos, with
+counts and 95% intervals, in the two scenarios of ``bench/faces.py``:
+
+- **LFW-10**: the split's training photos, protected at full size by ``faces.py protect``
+  (``bench/work/faces/protected-NAME``), against the same photos clean;
+- **personal folder**: each of ``--identities`` users (``subsets.personal_identities``)
+  among the ``next10`` background, their photos protected here, ``--holdout`` of them never
+  trained on; reported: how often the recognizer names them on their held-out photos, and
+  beside it its accuracy on everyone else and how often it calls them the user.
+
+    python bench/faces.py protect --weights faces && python bench/faces.py protect --weights cifar10
+    python bench/recognizers.py lfw10 --names faces,cifar10 [--attackers embedding,finetune]
+    python bench/recognizers.py personal --name faces --weights faces --identities 11 [--attackers embedding]
+    python bench/recognizers.py summary
+
+Each eval call's report is cached under ``bench/work/recognizers/`` and recorded in
+``results/recognizers.json``; ``summary`` writes ``results/recognizers.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+
+from common import WORK, cli, load, record, table, write_markdown
+from subsets import LFW, background_identities, link_folders, personal_identities
+
+FACES = WORK / "faces"            # faces.py's split and protected copies
+HERE = WORK / "recognizers"
+#: The personal scenario's settings, as in faces.py's personal runs.
+HOLDOUT = 0.4
+BACKGROUND = "next10"
+PER_CLASS = 120
+
+
+def _eval(key: str, args: list[object], about: dict) -> None:
+    """Run one ``eval`` (unless its report exists) and record it under ``key``."""
+    report = HERE / "parts" / f"{key}.json"
+    args = ["eval", *args, "--report", report, "--quiet"]
+    if not report.exists():
+        cli(*args)
+    d = json.loads(report.read_text())
+    record("recognizers", key, {**about, **{k: d[k] for k in ("settings", "runs", "seconds")}},
+           command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+def lfw10(names: list[str], attackers: list[str]) -> None:
+    split = FACES / "lfw10"
+    copies = [f"--protected={n}={FACES / f'protected-{n}'}" for n in names]
+    for attacker in attackers:
+        _eval(f"lfw10-{attacker}-{'+'.join(names)}",
+              ["--clean", split / "train", *copies, "--test", split / "test", "--attacker", attacker],
+              {"scenario": "lfw10", "attacker": attacker})
+
+
+def personal(name: str, weights: str, identities: int, attackers: list[str], extra: list[str]) -> None:
+    for person in personal_identities(identities):
+        base = FACES / "personal" / person
+        me = link_folders(base / "me", {person: LFW / person})
+        background = link_folders(base / f"background-{BACKGROUND}", background_identities(BACKGROUND, person))
+        me_prot = base / f"me-{name}"
+        cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
+        for attacker in attackers:
+            _eval(f"personal-{person}-{name}-{attacker}",
+                  ["--target", me, "--target-protected", me_prot, "--background", background,
+                   "--per-class", PER_CLASS, "--target-holdout", HOLDOUT, "--attacker", attacker],
+                  {"scenario": "personal", "identity": person, "generator": name, "attacker": attacker})
+
+
+def interval_cell(k: int, n: int) -> str:
+    from unlearnable_cli.metrics import wilson_interval
+    lo, hi = wilson_interval(k, n)
+    return f"{k}/{n} = {100 * k / n:.1f}% [{100 * lo:.0f}–{100 * hi:.0f}]" if n else "—"
+
+
+def _ratio(kp: int, np_: int, kc: int, nc: int) -> str:
+    from unlearnable_cli.metrics import ratio_interval
+    if not kc:
+        return "—"
+    bounds = ratio_interval(kp, np_, kc, nc)
+    q = (kp / np_) / (kc / nc)
+    return f"{q:.2f}" if bounds is None else f"{q:.2f} [{bounds[0]:.2f}–{bounds[1]:.2f}]"
+
+
+def _count(acc: float, n: int) -> int:
+    return round(acc * n / 100)
+
+
+def lfw10_rows(recs: list[dict]) -> list[dict]:
+    rows = []
+    for r in recs:
+        res = r["results"]
+        if res["scenario"] != "lfw10":
+            continue
+        n = res["settings"]["test_images"]
+        faceless = res["settings"]["photos_without_face"]
+        clean = {run["attacker"]: run for run in res["runs"] if run["data"] == "clean"}
+        for run in res["runs"]:
+            if run["data"] != "protected":
+                continue
+            kc, kp = _count(clean[run["attacker"]]["final_acc"], n), _count(run["final_acc"], n)
+            rows.append({"attacker": run["attacker"], "gen": run["name"], "clean": interval_cell(kc, n),
+                         "prot": interval_cell(kp, n), "ratio": _ratio(kp, n, kc, n),
+                         "faceless": f"{faceless.get('train ' + run['name'], '?')} / {faceless.get('test', '?')}"})
+    return rows
+
+
+def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per person and pooled over people: the user's held-out photos recognized."""
+    rows, pooled = [], {}
+    for r in recs:
+        res = r["results"]
+        if res["scenario"] != "personal":
+            continue
+        n = res["settings"]["target_heldout_images"]
+        for attacker in sorted({run["attacker"] for run in res["runs"]}):
+            run_of = {run["data"]: run for run in res["runs"] if run["attacker"] == attacker}
+            kc, kp = _count(run_of["clean"]["final_acc"], n), _count(run_of["protected"]["final_acc"], n)
+            rows.append({"who": res["identity"], "gen": res["generator"], "attacker": attacker, "n": n,
+                         "clean": interval_cell(kc, n), "prot": interval_cell(kp, n), "ratio": _ratio(kp, n, kc, n),
+                         "others": " / ".join(f"{run_of[d]['background_acc']:.1f}" for d in ("clean", "protected")),
+                         "alarm": " / ".join(f"{run_of[d]['false_alarm_acc']:.1f}" for d in ("clean", "protected"))})
+            p = pooled.setdefault((res["generator"], attacker), [0, 0, 0, 0])
+            p[0] += 1
+            p[1] += n
+            p[2] += kc
+            p[3] += kp
+    prow = [{"gen": g, "attacker": a, "people": k, "clean": interval_cell(kc, n), "prot": interval_cell(kp, n),
+             "ratio": _ratio(kp, n, kc, n)} for (g, a), (k, n, kc, kp) in sorted(pooled.items())]
+    return rows, prow
+
+
+def summary() -> None:
+    recs = load("recognizers")["records"]
+    rows, prow = personal_rows(recs)
+    write_markdown("recognizers", "Recognizers: protection against dlib's pretrained face recognizer", [
+        "LFW-10 (`faces.py`'s split; the 10 identities with the most photos, 85/15): identities recognized "
+        "among the clean held-out photos, k/n = % [95% Wilson interval]; ratio = protected / clean [95% "
+        "interval, Katz's log method]. Attackers (`eval --attacker`): `embedding:1nn` is face_recognition's "
+        "1-NN with its 0.6 threshold, `embedding:linear` a logistic regression on the descriptors, "
+        "`finetune:head` a new head on the frozen network, `finetune:whole` the head and the network "
+        "(5 epochs, Adam). Photos without a face (dlib's detector): training photos left out, held-out "
+        "ones counted as not recognized.", "",
+        *table(lfw10_rows(recs), [("attacker", "attacker"), ("gen", "protected with"),
+                                  ("clean", "clean-enrolled"), ("prot", "protected-enrolled"),
+                                  ("ratio", "ratio"), ("faceless", "no face: protected training / test")]),
+        "", f"Personal folder (background `{BACKGROUND}`, {PER_CLASS} photos per identity at most, "
+        f"{HOLDOUT:.0%} of the user's photos held out): the user's held-out clean photos named as the user; "
+        "others' accuracy and false alarms (others called the user), clean- / protected-enrolled.", "",
+        *table(rows, [("who", "user"), ("gen", "protected with"), ("attacker", "attacker"), ("n", "held out"),
+                      ("clean", "clean-enrolled"), ("prot", "protected-enrolled"), ("ratio", "ratio"),
+                      ("others", "others' accuracy %"), ("alarm", "false alarms %")]),
+        "", "Personal folder, everyone together: held-out photos summed over the users.", "",
+        *table(prow, [("gen", "protected with"), ("attacker", "attacker"), ("people", "users"),
+                      ("clean", "clean-enrolled"), ("prot", "protected-enrolled"), ("ratio", "pooled ratio")])])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=("lfw10", "personal", "summary"))
+    ap.add_argument("--names", default="faces,cifar10", help="lfw10: protected copies (faces.py protect --name)")
+    ap.add_argument("--name", default="faces", help="personal: name of this protection")
+    ap.add_argument("--weights", default="faces", help="personal: generator name or file")
+    ap.add_argument("--protect-args", default="", help="personal: extra protect options")
+    ap.add_argument("--identities", type=int, default=11)
+    ap.add_argument("--attackers", default="embedding,finetune")
+    args = ap.parse_args()
+    attackers = args.attackers.split(",")
+    if args.stage == "lfw10":
+        lfw10(args.names.split(","), attackers)
+    elif args.stage == "personal":
+        personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args))
+    summary()
+
+
+if __name__ == "__main__":
+    main()
