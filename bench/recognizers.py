@@ -28,8 +28,8 @@ import argparse
 import json
 import shlex
 
-from common import WORK, cli, load, record, table, write_markdown
-from subsets import LFW, background_identities, link_folders, personal_identities
+from common import ROOT, WORK, cli, load, record, table, write_markdown
+from subsets import LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities
 
 FACES = WORK / "faces"            # faces.py's split and protected copies
 HERE = WORK / "recognizers"
@@ -48,6 +48,37 @@ def _eval(key: str, args: list[object], about: dict) -> None:
     d = json.loads(report.read_text())
     record("recognizers", key, {**about, **{k: d[k] for k in ("settings", "runs", "seconds")}},
            command="unlearnable " + " ".join(shlex.quote(str(a)) for a in args))
+
+
+#: Photos per identity the bank's centroids average (the first, by name).
+BANK_PHOTOS = 10
+
+
+def bank(identities: int) -> None:
+    """The cloak's target bank (``weights/face-targets.safetensors``): the descriptor
+    centroid of each LFW identity outside every benchmark here."""
+    import torch
+    from unlearnable_cli.faces import load_face_net
+    from unlearnable_cli.faces.enrol import has_face, load_chips
+    from unlearnable_cli.faces.targets import BANK_FILE, save_bank
+    from unlearnable_cli.evaluate.recognizers import embed
+    used = set(lfw10_split()["train"]) | set(personal_identities(identities)) | set(background_identities(
+        BACKGROUND, "").keys())
+    people = sorted(p for p in outside_lfw10() if p not in used)
+    net, device = load_face_net(), torch.device("cpu")
+    centroids, names, photos = [], [], 0
+    for person in people:
+        chips = load_chips(sorted((LFW / person).glob("*.jpg"))[:BANK_PHOTOS])
+        chips = chips[has_face(chips)]
+        if len(chips):
+            centroids.append(embed(net, chips, device).mean(0))
+            names.append(person)
+            photos += len(chips)
+    save_bank(ROOT / "weights" / BANK_FILE, torch.stack(centroids), names,
+              f"LFW: {len(names)} identities outside LFW-10, the personal users and the {BACKGROUND} background; "
+              f"{photos} photos, at most {BANK_PHOTOS} each; dlib descriptors by the torch port")
+    record("recognizers", "bank", {"identities": len(names), "photos": photos, "excluded": sorted(used)},
+           command="python bench/recognizers.py bank")
 
 
 def lfw10(names: list[str], attackers: list[str]) -> None:
@@ -96,7 +127,7 @@ def lfw10_rows(recs: list[dict]) -> list[dict]:
     rows = []
     for r in recs:
         res = r["results"]
-        if res["scenario"] != "lfw10":
+        if res.get("scenario") != "lfw10":
             continue
         n = res["settings"]["test_images"]
         faceless = res["settings"]["photos_without_face"]
@@ -116,7 +147,7 @@ def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
     rows, pooled = [], {}
     for r in recs:
         res = r["results"]
-        if res["scenario"] != "personal":
+        if res.get("scenario") != "personal":
             continue
         n = res["settings"]["target_heldout_images"]
         for attacker in sorted({run["attacker"] for run in res["runs"]}):
@@ -163,7 +194,7 @@ def summary() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("lfw10", "personal", "summary"))
+    ap.add_argument("stage", choices=("bank", "lfw10", "personal", "summary"))
     ap.add_argument("--names", default="faces,cifar10", help="lfw10: protected copies (faces.py protect --name)")
     ap.add_argument("--name", default="faces", help="personal: name of this protection")
     ap.add_argument("--weights", default="faces", help="personal: generator name or file")
@@ -172,7 +203,9 @@ def main() -> None:
     ap.add_argument("--attackers", default="embedding,finetune")
     args = ap.parse_args()
     attackers = args.attackers.split(",")
-    if args.stage == "lfw10":
+    if args.stage == "bank":
+        bank(args.identities)
+    elif args.stage == "lfw10":
         lfw10(args.names.split(","), attackers)
     elif args.stage == "personal":
         personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args))

@@ -11,6 +11,7 @@ import typer
 from .app import DeviceOpt, QuietOpt, app
 from ..config import EOT_SAMPLES, ConfigError, Device, ProtectConfig, TransformSpec, resolve_device
 from ..config import Budget
+from ..config.protect import Against
 from ..config import OutputFormat
 from ..protect.job import ProtectSummary
 from .console import Command, command_errors, console, err_console, fail, progress_bar, stop_requests
@@ -39,6 +40,7 @@ def protect(
     score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
     eot_scale: Annotated[Optional[float], typer.Option(help=f"Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, {TransformSpec().min_scale:g}); smaller makes the noise work at finer scales too.")] = None,
     highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default; try 16; see docs/protect.md). The bound is unchanged.")] = None,
+    against: Annotated[Optional[Against], typer.Option(help="training (default): noise against models trained on the photos from scratch; recognizers: a cloak against pretrained face recognizers that enrol them (dlib's, as in face_recognition; needs the faces extra; one target per folder, so put one person per folder); both: the noise, then the cloak, within the same bound (docs/cloak.md).")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
@@ -64,7 +66,8 @@ def protect(
     kept = ("no previews were finished" if cfg.preview else
             "finished images are saved, rerun the same command to do the rest")
     shard = distributed.launched()
-    with command_errors(kept, shard):
+    from ..faces import DlibFormatError, FaceCacheError, FacesExtraMissing
+    with command_errors(kept, shard, extra=(DlibFormatError, FaceCacheError, FacesExtraMissing)):
         cfg.validate()
         if shard_spec is not None:
             if shard.torchrun:

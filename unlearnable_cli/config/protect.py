@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 from .common import MAX_PIXELS, RADIUS_LEVELS, Budget, ConfigError, OutputFormat, highpass_check
+
+
+class Against(str, Enum):
+    """What ``protect`` protects the photos against (``--against``)."""
+
+    TRAINING = "training"          # models trained on them from scratch: the unlearnable noise (the default)
+    RECOGNIZERS = "recognizers"    # pretrained face recognizers that enrol them: the cloak (faces/cloak.py)
+    BOTH = "both"                  # the noise, then the cloak from it, within the same bound
+
+    @property
+    def noise(self) -> bool:
+        return self is not Against.RECOGNIZERS
+
+    @property
+    def cloaks(self) -> bool:
+        return self is not Against.TRAINING
+
+
+@dataclass(frozen=True)
+class CloakConfig:
+    """The cloak against recognizers (``--against recognizers|both``; :mod:`faces.cloak`):
+    sign-PGD on the photo towards the person's target descriptor, through random site
+    transforms."""
+
+    steps: int = 20                            # PGD steps
+    step_levels: float = 1.0                   # α: change per step, in levels
+    eot_samples: int = 3                       # site transforms per step (the first: the photo as is)
+    jpeg_chance: float = 0.5                   # a draw is re-encoded as JPEG ...
+    jpeg_quality: tuple[float, float] = (75.0, 95.0)   # ... at a quality drawn from this range
+    half_chance: float = 0.3                   # a draw is resized to half
+    crop_chance: float = 0.3                   # a draw is cropped ...
+    max_crop: float = 0.1                      # ... by up to this share of the side, per side
 
 
 @dataclass
@@ -38,6 +71,8 @@ class ProtectConfig:
     eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
     score_step: float | None = None       # TUE: α_s (None: the generator's)
     highpass: int = 0                     # photos: keep the noise finer than this many pixels (0: off; noise.coarse_part)
+    against: Against = Against.TRAINING   # recognizers / both: the cloak of faces/cloak.py (needs the faces extra)
+    cloak: CloakConfig = field(default_factory=CloakConfig)
 
     @property
     def alpha(self) -> float:

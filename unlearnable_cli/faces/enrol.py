@@ -12,7 +12,6 @@ photo is never all black): a recognizer cannot enrol it, and cannot recognize it
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +50,15 @@ def photo_chip(path: Path) -> torch.Tensor:
     return (chip * 255).round().to(torch.uint8)
 
 
-def load_chips(files: list[Path], workers: int = 2) -> torch.Tensor:
-    """(N, 3, 150, 150) uint8 chips of ``files``, in order (:data:`NO_FACE` where none)."""
+def load_chips(files: list[Path]) -> torch.Tensor:
+    """(N, 3, 150, 150) uint8 chips of ``files``, in order (:data:`NO_FACE` where none).
+
+    One photo at a time: dlib's detector and shape predictor are shared objects, and two
+    threads calling them at once crashed the process (SIGSEGV on LFW-10).
+    """
     if not files:
         return torch.zeros((0, 3, CHIP_SIZE, CHIP_SIZE), dtype=torch.uint8)
-    with ThreadPoolExecutor(workers) as pool:
-        return torch.stack(list(pool.map(photo_chip, files)))
+    return torch.stack([photo_chip(f) for f in files])
 
 
 def has_face(chips: torch.Tensor) -> torch.Tensor:

@@ -139,6 +139,8 @@ def resume_plan(job: Job, entries: list[Entry], protector: Protector, weights_pa
     cfg, shard, output_dir = job.cfg, job.shard, job.output_dir
     head = manifest.header(job.input_dir, output_dir, weights_path, job.card, protector.digest,
                            protector.noise_config, cfg, device)
+    if protector.cloaker is not None:
+        head["settings"].update(protector.cloaker.settings())  # type: ignore[union-attr]
     job.records, warnings = previous_records(output_dir, entries, head, cfg.overwrite, shard)
     job.summary.warnings += warnings
     if shard.single:
@@ -168,7 +170,8 @@ def protect_batches(job: Job, batches: list[list[Entry]], protector: Protector) 
         x_u8 = torch.stack([img.tensor() for img in images])
         out, after = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
                                        on_step=lambda k, n: job.progress("protect", written + len(todo) * k / n,
-                                                                         pending_total))
+                                                                         pending_total),
+                                       groups=[e.group for e in keep])
         finished = write_outputs(job, keep, images, todo, out, x_u8, after)
         new_rels += [str(r["source"]) for r in finished]
         written += len(todo)
@@ -239,6 +242,10 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
                                    on_remote_error=lambda rel, reason: summary.failed.append((rel, reason)))
     summary.warnings += label_warnings + passed_over
     summary.classes = {e.group: card.class_names[e.label] for e in entries}
+    if protector.cloaker is not None:
+        protector.cloaker.prepare(entries)
+        summary.warnings += [f"{g or '.'}: no face found in any photo, so its photos are not cloaked against "
+                             "recognizers" for g in protector.cloaker.faceless]
     scan_failures = len(summary.failed)   # the same on every rank; later ones are this process's own
     if entries:                           # nothing readable: create nothing
         prepare_output(output_dir)
@@ -285,7 +292,8 @@ def write_previews(chosen: list[Entry], batches: list[list[Entry]], protector: P
             continue
         x_u8 = torch.stack([img.tensor() for img in images])
         out, _ = protector.protect(x_u8, torch.tensor([e.label for e in keep]), batch_generator(cfg, batch),
-                                   on_step=lambda k, n: progress(done + len(keep) * k / n))
+                                   on_step=lambda k, n: progress(done + len(keep) * k / n),
+                                   groups=[e.group for e in keep])
         for i, e in enumerate(keep):
             sheet = preview_sheet(x_u8[i], out[i], cfg.radius_levels)
             write_image(output_dir / e.output_rel, sheet.permute(1, 2, 0).numpy())

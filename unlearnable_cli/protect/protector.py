@@ -46,6 +46,10 @@ class Protector:
         self.noise_config = method.protect_noise_config(cfg, card)
         self.extras = extras or {}
         self.noise = method().protect_noise(model, card, self.noise_config, self.extras, device)
+        self.cloaker = None
+        if cfg.against.cloaks:
+            from .cloaking import Cloaker
+            self.cloaker = Cloaker(cfg, device)
 
     @property
     def digest(self) -> str:
@@ -71,11 +75,13 @@ class Protector:
         return F.log_softmax(self.model(thumbnails.to(self.device)), 1).cpu()
 
     def protect(self, x_u8: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                on_step: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                on_step: Callable[[int, int], None] | None = None,
+                groups: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Protect a batch ``(B, C, H, W)`` uint8 (C = 1 grayscale or 3 RGB).
 
         Returns (protected uint8 of the same shape, surrogate loss of the protected images).
-        ``on_step(k, K_u)`` reports the noise steps as they finish.
+        ``on_step(k, K_u)`` reports the noise steps as they finish.  ``groups``: each
+        image's folder, for the cloak (``--against recognizers|both``).
         """
         gray = x_u8.shape[1] == 1
         x = x_u8.to(self.device).float() / 255
@@ -83,7 +89,13 @@ class Protector:
         labels = labels.to(self.device)
         levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
         radius = levels / 255 if isinstance(levels, torch.Tensor) else None
-        delta = self.noise(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
+        if self.cfg.against.noise:
+            delta = self.noise(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
+        else:
+            delta = torch.zeros_like(x[:, :1] if gray else x)
+        if self.cloaker is not None:
+            delta = self.cloaker(x_u8, x3, delta, groups or [""] * len(x_u8),
+                                 self.cfg.radius if radius is None else radius, generator)
         out = quantize(x_u8.to(self.device), delta, levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]

@@ -1,0 +1,73 @@
+"""``protect``'s cloak stage (``--against recognizers|both``): a target per folder, then the
+cloak of each batch (the algorithm: :mod:`unlearnable_cli.faces.cloak`).
+
+The target of a folder (one person) is chosen once, from its photos as they are, before
+any batch: the bank centroid farthest from their mean descriptor.  It depends only on the
+folder's files, so a resumed or sharded run chooses the same one.  A folder where no face
+is found in any photo gets no target and its photos no cloak (the summary says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from ..config import ProtectConfig
+from .scan import Entry
+
+
+class Cloaker:
+    """dlib's network (the port), the shipped target bank and each folder's target."""
+
+    def __init__(self, cfg: ProtectConfig, device: torch.device) -> None:
+        from ..faces import load_face_net
+        from ..faces.targets import bank_path, load_bank
+        self.cfg, self.device = cfg, device
+        self.net = load_face_net(device=device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.bank, self.names = load_bank()
+        self.bank_sha256 = hashlib.sha256(bank_path().read_bytes()).hexdigest()
+        self.targets: dict[str, int] = {}
+        self.faceless: list[str] = []           # folders with no face in any photo
+
+    def prepare(self, entries: list[Entry]) -> None:
+        """Choose every folder's target from its photos' clean descriptors."""
+        from ..evaluate.recognizers import embed
+        from ..faces.cloak import choose_target
+        from ..faces.enrol import has_face, load_chips
+        by_group: dict[str, list[Entry]] = defaultdict(list)
+        for e in entries:
+            by_group[e.group].append(e)
+        for group, members in sorted(by_group.items()):
+            chips = load_chips([e.source for e in members])
+            chips = chips[has_face(chips)]
+            if len(chips):
+                self.targets[group] = choose_target(embed(self.net, chips, self.device).cpu(), self.bank)
+            else:
+                self.faceless.append(group)
+
+    def __call__(self, x_u8: torch.Tensor, x3: torch.Tensor, delta: torch.Tensor, groups: list[str],
+                 bound: float | torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The batch's noise ``delta`` cloaked: photos ``x_u8`` (B, C, H, W) and the same in
+        [0, 1] with 3 channels (``x3``), each photo of folder ``groups[i]``."""
+        from ..faces import detect_landmarks
+        from ..faces.cloak import cloak
+        from ..faces.enrol import largest_face
+        marks = []
+        for img, group in zip(x_u8, groups):
+            rgb = img.expand(3, -1, -1).permute(1, 2, 0).cpu().numpy()
+            face = largest_face(detect_landmarks(np.ascontiguousarray(rgb))) if group in self.targets else None
+            marks.append(face)
+        targets = torch.stack([self.bank[self.targets[g]] if g in self.targets else torch.zeros(128, dtype=torch.float64)
+                               for g in groups]).to(self.device)
+        return cloak(self.net, x3, delta, marks, targets, bound, self.cfg.cloak, generator)
+
+    def settings(self) -> dict[str, object]:
+        """What the manifest records of the cloak."""
+        c = self.cfg.cloak
+        return {"cloak_steps": c.steps, "cloak_step_levels": c.step_levels, "cloak_eot_samples": c.eot_samples,
+                "cloak_bank_sha256": self.bank_sha256}
