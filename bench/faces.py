@@ -42,7 +42,7 @@ from pathlib import Path
 
 from common import SHARED, WORK, cli, load, record, table, write_markdown
 import targets
-from subsets import background_identities, link_folders, lfw10_split, materialize, personal_identities
+from subsets import background_identities, link_folders, lfw10_split, materialize, personal_identities, site_copy
 
 LFW = SHARED / "lfw"
 HERE = WORK / "faces"
@@ -53,26 +53,6 @@ CONDITIONS = {"standard": ["--adv-radius", "0"], "adv2": ["--adv-radius", "2"], 
 VICTIM_BATCH = 32
 VICTIM = ["--epochs", "30", "--batch-size", VICTIM_BATCH]
 SITES = ("none", "jpeg90", "jpeg75", "half")
-
-
-def site_copy(src: Path, dst: Path, site: str) -> Path:
-    """``src`` as a photo site would serve it: re-encoded as JPEG (``jpegQ``) or halved."""
-    from PIL import Image
-    if site == "none":
-        return src
-    for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")):
-        out = dst / path.relative_to(src)
-        out = out.with_suffix(".jpg" if site.startswith("jpeg") else ".png")
-        if out.exists():
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if site == "half":
-                img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS).save(out)
-            else:
-                img.save(out, quality=int(site.removeprefix("jpeg")))
-    return dst
 
 
 def protect(weights: str, name: str, extra: list[str]) -> Path:

@@ -29,7 +29,7 @@ import json
 import shlex
 
 from common import ROOT, WORK, cli, load, record, table, write_markdown
-from subsets import LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities
+from subsets import LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities, site_copy
 
 FACES = WORK / "faces"            # faces.py's split and protected copies
 HERE = WORK / "recognizers"
@@ -81,13 +81,17 @@ def bank(identities: int) -> None:
            command="python bench/recognizers.py bank")
 
 
-def lfw10(names: list[str], attackers: list[str]) -> None:
+def lfw10(names: list[str], attackers: list[str], site: str) -> None:
+    """The attackers on LFW-10's training photos, clean and each protected copy, as ``site``
+    serves them (``none``: as saved; ``jpeg90``: re-encoded, both copies alike)."""
     split = FACES / "lfw10"
-    copies = [f"--protected={n}={FACES / f'protected-{n}'}" for n in names]
+    clean = site_copy(split / "train", FACES / f"site-{site}" / "clean", site)
+    copies = [f"--protected={n}={site_copy(FACES / f'protected-{n}', FACES / f'site-{site}' / n, site)}"
+              for n in names]
     for attacker in attackers:
-        _eval(f"lfw10-{attacker}-{'+'.join(names)}",
-              ["--clean", split / "train", *copies, "--test", split / "test", "--attacker", attacker],
-              {"scenario": "lfw10", "attacker": attacker})
+        _eval(f"lfw10-{attacker}-{'+'.join(names)}" + ("" if site == "none" else f"-{site}"),
+              ["--clean", clean, *copies, "--test", split / "test", "--attacker", attacker],
+              {"scenario": "lfw10", "attacker": attacker, "site": site})
 
 
 def personal(name: str, weights: str, identities: int, attackers: list[str], extra: list[str]) -> None:
@@ -136,7 +140,8 @@ def lfw10_rows(recs: list[dict]) -> list[dict]:
             if run["data"] != "protected":
                 continue
             kc, kp = _count(clean[run["attacker"]]["final_acc"], n), _count(run["final_acc"], n)
-            rows.append({"attacker": run["attacker"], "gen": run["name"], "clean": interval_cell(kc, n),
+            rows.append({"attacker": run["attacker"], "gen": run["name"], "site": res.get("site", "none"),
+                         "clean": interval_cell(kc, n),
                          "prot": interval_cell(kp, n), "ratio": _ratio(kp, n, kc, n),
                          "faceless": f"{faceless.get('train ' + run['name'], '?')} / {faceless.get('test', '?')}"})
     return rows
@@ -178,7 +183,7 @@ def summary() -> None:
         "`finetune:head` a new head on the frozen network, `finetune:whole` the head and the network "
         "(5 epochs, Adam). Photos without a face (dlib's detector): training photos left out, held-out "
         "ones counted as not recognized.", "",
-        *table(lfw10_rows(recs), [("attacker", "attacker"), ("gen", "protected with"),
+        *table(lfw10_rows(recs), [("attacker", "attacker"), ("gen", "protected with"), ("site", "served as"),
                                   ("clean", "clean-enrolled"), ("prot", "protected-enrolled"),
                                   ("ratio", "ratio"), ("faceless", "no face: protected training / test")]),
         "", f"Personal folder (background `{BACKGROUND}`, {PER_CLASS} photos per identity at most, "
@@ -201,12 +206,13 @@ def main() -> None:
     ap.add_argument("--protect-args", default="", help="personal: extra protect options")
     ap.add_argument("--identities", type=int, default=11)
     ap.add_argument("--attackers", default="embedding,finetune")
+    ap.add_argument("--site", default="none", help="lfw10: none, or jpeg90 / jpeg75 / half (subsets.site_copy)")
     args = ap.parse_args()
     attackers = args.attackers.split(",")
     if args.stage == "bank":
         bank(args.identities)
     elif args.stage == "lfw10":
-        lfw10(args.names.split(","), attackers)
+        lfw10(args.names.split(","), attackers, args.site)
     elif args.stage == "personal":
         personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args))
     summary()

@@ -117,3 +117,24 @@ def background_identities(kind: str, person: str) -> dict[str, Path]:
     if kind == "next10":
         return {p: LFW / p for p in outside_lfw10()[NEXT10]}
     return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}
+
+
+# ---------------------------------------------------------------- as a photo site serves them
+def site_copy(src: Path, dst: Path, site: str) -> Path:
+    """``src`` as a photo site would serve it: re-encoded as JPEG (``jpegQ``) or halved."""
+    from PIL import Image
+    if site == "none":
+        return src
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")):
+        out = dst / path.relative_to(src)
+        out = out.with_suffix(".jpg" if site.startswith("jpeg") else ".png")
+        if out.exists():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if site == "half":
+                img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS).save(out)
+            else:
+                img.save(out, quality=int(site.removeprefix("jpeg")))
+    return dst

@@ -15,6 +15,8 @@ from typer.core import TyperCommand, TyperGroup
 from ..config import ConfigError, Interrupted
 from ..io.datasets import DatasetError
 from ..io.images import ImageReadError
+from ..faces.dlib_format import DlibFormatError
+from ..faces.weights import FaceCacheError, FacesExtraMissing
 from ..models.weights import WeightsError
 
 if TYPE_CHECKING:
@@ -50,7 +52,8 @@ class Group(_PlainMetavars, TyperGroup):
     pass
 
 
-DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError)
+DOMAIN_ERRORS = (ConfigError, DatasetError, ImageReadError, WeightsError, DlibFormatError, FaceCacheError,
+                 FacesExtraMissing)
 
 
 def _exit_line(tag: str, message: str, code: int) -> typer.Exit:

@@ -54,33 +54,37 @@ def eval_cmd(
     """Train fresh models on clean and on protected images and compare their test accuracy."""
     from ..config import eval_config, named_folders, victim_config
     from ..evaluate.defenses import DefenseError
-    from ..faces import DlibFormatError, FaceCacheError, FacesExtraMissing
     from ..evaluate.journal import journal_path
     from ..evaluate.scenarios import run_evaluation
 
     kept = (f"finished victims are kept in {journal_path(report)}, rerun the same command to train the rest"
             if report else "nothing was kept (give --report to make an evaluation resumable)")
-    with command_errors(kept, extra=(DefenseError, DlibFormatError, FacesExtraMissing, FaceCacheError)):
+    with command_errors(kept, extra=(DefenseError,)):
         victim = victim_config(preset, arch=arch, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                                image_size=image_size, adv_steps=adv_steps, seed=seed,
                                adv_step_size=None if adv_step_size is None else from_levels(adv_step_size))
         recognizer = RecognizerConfig(**{k: v for k, v in dict(epochs=epochs, batch_size=batch_size,
                                                                 seed=seed).items() if v is not None})
-        cfg = eval_config(victim=victim, attacker=attacker, recognizer=recognizer, clean=clean, protected=named_folders(protected or []), test=test,
+        cfg = eval_config(victim=victim, attacker=attacker, recognizer=recognizer, clean=clean,
+                          protected=named_folders(protected or []), test=test,
                           target=target, target_protected=target_protected, background=background,
                           target_holdout=target_holdout,
                           adv_radii=tuple(from_levels(r) for r in adv_radius) if adv_radius else None,
                           defenses=tuple(defense) if defense else None, poison_ratio=poison_ratio,
                           allow_missing=allow_missing, runs=runs, per_class=per_class,
                           test_per_class=test_per_class, report=report)
-        if plot is not None:
-            import importlib.util
-            if importlib.util.find_spec("matplotlib") is None:
-                raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
+        check_plot(plot)
         dev = resolve_device(device)
         with stop_requests(), progress_bar("epochs", quiet, elapsed=True) as progress:
             result = run_evaluation(cfg, dev, lambda label, epoch, total: progress(label, epoch, total))
     print_result(result, cfg, report, plot)
+
+
+def check_plot(plot: Optional[Path]) -> None:
+    """``--plot`` needs matplotlib (the ``plot`` extra): say so before any training."""
+    import importlib.util
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'unlearnable[plot]'")
 
 
 def print_result(result: "EvalReport", cfg: "EvalConfig", report: Optional[Path], plot: Optional[Path]) -> None:

@@ -66,8 +66,7 @@ def protect(
     kept = ("no previews were finished" if cfg.preview else
             "finished images are saved, rerun the same command to do the rest")
     shard = distributed.launched()
-    from ..faces import DlibFormatError, FaceCacheError, FacesExtraMissing
-    with command_errors(kept, shard, extra=(DlibFormatError, FaceCacheError, FacesExtraMissing)):
+    with command_errors(kept, shard):
         cfg.validate()
         if shard_spec is not None:
             if shard.torchrun:

@@ -34,8 +34,9 @@ class Cloaker:
         self.targets: dict[str, int] = {}
         self.faceless: list[str] = []           # folders with no face in any photo
 
-    def prepare(self, entries: list[Entry]) -> None:
-        """Choose every folder's target from its photos' clean descriptors."""
+    def prepare(self, entries: list[Entry]) -> list[str]:
+        """Choose every folder's target from its photos' clean descriptors; returns a
+        warning for each folder in which no photo shows a face."""
         from ..evaluate.recognizers import embed
         from ..faces.cloak import choose_target
         from ..faces.enrol import has_face, load_chips
@@ -49,6 +50,8 @@ class Cloaker:
                 self.targets[group] = choose_target(embed(self.net, chips, self.device).cpu(), self.bank)
             else:
                 self.faceless.append(group)
+        return [f"{g or '.'}: no face found in any photo, so its photos are not cloaked against recognizers"
+                for g in self.faceless]
 
     def __call__(self, x_u8: torch.Tensor, x3: torch.Tensor, delta: torch.Tensor, groups: list[str],
                  bound: float | torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -73,17 +73,6 @@ class ProtectSummary:
         return self.output_dir / manifest.MANIFEST
 
 
-def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: torch.Tensor,
-                 loss_after: float) -> dict[str, object]:
-    """The manifest record of one protected image (``out``/``original``: (C, H, W) uint8)."""
-    return {"source": e.rel, "output": e.output_rel, "width": e.shape[1], "height": e.shape[0],
-            "channels": "gray" if e.shape[2] == 1 else "rgb", "alpha": e.has_alpha,
-            "class": card.class_names[e.label], "class_index": e.label,
-            "linf": int((out.int() - original.int()).abs().max().item()),
-            "psnr": psnr(out, original), "loss_before": round(e.loss_before, 5),
-            "loss_after": round(loss_after, 5)}
-
-
 @dataclass
 class Job:
     """One ``protect`` run's context, passed from stage to stage."""
@@ -196,7 +185,7 @@ def write_outputs(job: Job, keep: list[Entry], images: list[DecodedImage], todo:
         except ValueError as err:              # too large for the chosen format
             job.failed(e.rel, str(err))
             continue
-        job.records[e.rel] = image_record(e, job.card, out[i], x_u8[i], after[i].item())
+        job.records[e.rel] = manifest.image_record(e, job.card, out[i], x_u8[i], after[i].item())
         finished.append(job.records[e.rel])
         job.summary.processed += 1
     return finished
@@ -243,9 +232,7 @@ def protect_folder(input_dir: Path, output_dir: Path, model: nn.Module, card: Ge
     summary.warnings += label_warnings + passed_over
     summary.classes = {e.group: card.class_names[e.label] for e in entries}
     if protector.cloaker is not None:
-        protector.cloaker.prepare(entries)
-        summary.warnings += [f"{g or '.'}: no face found in any photo, so its photos are not cloaked against "
-                             "recognizers" for g in protector.cloaker.faceless]
+        summary.warnings += protector.cloaker.prepare(entries)
     scan_failures = len(summary.failed)   # the same on every rank; later ones are this process's own
     if entries:                           # nothing readable: create nothing
         prepare_output(output_dir)

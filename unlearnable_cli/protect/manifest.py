@@ -24,6 +24,7 @@ from .. import __version__
 from ..io.atomic import append_json_lines, atomic_path, read_json_lines
 from ..config import ConfigError, NoiseConfig, ProtectConfig
 from ..distributed import SINGLE, Shard
+from ..metrics import psnr
 from ..models.weights import GeneratorCard
 
 if TYPE_CHECKING:
@@ -202,3 +203,14 @@ def previous_records(output_dir: Path, entries: list[Entry], header: dict[str, o
     warnings = [f"{moved} image(s) already in {output_dir} were pushed to another class than this run "
                 "assigns (the folders' contents changed); they are kept, --overwrite redoes them"] if moved else []
     return records, warnings
+
+
+def image_record(e: Entry, card: GeneratorCard, out: torch.Tensor, original: torch.Tensor,
+                 loss_after: float) -> dict[str, object]:
+    """The manifest record of one protected image (``out``/``original``: (C, H, W) uint8)."""
+    return {"source": e.rel, "output": e.output_rel, "width": e.shape[1], "height": e.shape[0],
+            "channels": "gray" if e.shape[2] == 1 else "rgb", "alpha": e.has_alpha,
+            "class": card.class_names[e.label], "class_index": e.label,
+            "linf": int((out.int() - original.int()).abs().max().item()),
+            "psnr": psnr(out, original), "loss_before": round(e.loss_before, 5),
+            "loss_after": round(loss_after, 5)}

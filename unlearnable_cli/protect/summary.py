@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..config import ProtectConfig
 from ..config import OutputFormat
+from ..config.protect import Against
 from .job import ProtectSummary
 from ..models.weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
 
@@ -31,6 +32,22 @@ def _size(n: int) -> str:
     return str(n)
 
 
+#: What the outputs are protected against, and what not, per ``--against`` (figures: README).
+AGAINST = {
+    Against.TRAINING: "A model trained on these files learns less from them; how much depends on how it is "
+                      "trained (measured figures: README). Pretrained face recognizers still recognize the "
+                      "faces in them (--against recognizers or both cloaks them).",
+    Against.RECOGNIZERS: "The faces in them are cloaked against pretrained face recognizers (dlib's, as used by "
+                         "face_recognition): each photo's face descriptor was moved towards another person's, one "
+                         "target per folder (measured figures: README). Not protected against models trained on "
+                         "them from scratch (--against both); a face dlib's detector missed is not cloaked, and a "
+                         "recognizer trained later to resist cloaks may undo it (docs/cloak.md).",
+    Against.BOTH: "A model trained on these files learns less from them, and the faces in them are cloaked against "
+                  "pretrained face recognizers (dlib's, as used by face_recognition), one target per folder "
+                  "(measured figures: README; a face dlib's detector missed is not cloaked; docs/cloak.md).",
+}
+
+
 def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
     """The closing lines of ``protect``: what was done, the promise, what it does not do."""
     done = summary.processed + summary.skipped
@@ -42,8 +59,7 @@ def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
         f"Protected {summary.processed} image(s) into {summary.output_dir}{skipped}.",
         f"Every pixel changed by at most {cfg.radius_levels} of 255 levels "
         f"(largest change found: {summary.worst_linf}{psnr}).",
-        "A model trained on these files learns less from them; how much depends on how it is trained "
-        "(measured figures: README). They are not hidden, encrypted or watermarked: people can still see, "
+        AGAINST[cfg.against] + " They are not hidden, encrypted or watermarked: people can still see, "
         "share and recognize them, and re-encoding, resizing or editing them weakens the protection.",
     ]
     if summary.bytes_in:
