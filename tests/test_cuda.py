@@ -72,3 +72,22 @@ def test_train_generator_three_steps_on_cuda(tmp_path: Path):
                                  "--eot-samples", "2", "--adv-steps", "2", "--device", "cuda", "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "g.safetensors").exists()
+
+
+def test_face_port_and_cloak_on_cuda():
+    """dlib's architecture (random weights: the file needs the faces extra) gives the same
+    descriptors on CUDA as on the CPU, and the cloak's gradient reaches the photo there."""
+    from unlearnable_cli.config.protect import CloakConfig
+    from unlearnable_cli.faces import DlibFaceNet
+    from unlearnable_cli.faces.cloak import cloak
+    torch.manual_seed(0)
+    net = DlibFaceNet().eval()
+    chips = torch.rand(4, 3, 150, 150)
+    with torch.no_grad():
+        cpu, gpu = net(chips), net.to(CUDA)(chips.to(CUDA)).cpu()
+    assert torch.nn.functional.cosine_similarity(cpu, gpu).min() >= 0.9999
+    marks = np.array([[140, 84], [123, 86], [79, 84], [96, 86], [109, 120]])
+    photos = torch.rand(1, 3, 250, 250, device=CUDA)
+    out = cloak(net, photos, torch.zeros_like(photos), [marks], torch.zeros(1, 128, dtype=torch.float64, device=CUDA),
+                8 / 255, CloakConfig(steps=2, eot_samples=2), torch.Generator().manual_seed(0))
+    assert out.device.type == "cuda" and 0 < out.abs().max() <= 8 / 255 + 1e-6

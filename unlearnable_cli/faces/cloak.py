@@ -72,7 +72,7 @@ def site_view(photo: torch.Tensor, marks: np.ndarray, draw: SiteDraw) -> tuple[t
     if draw.quality is not None:
         import kornia
         view = kornia.enhance.jpeg_codec_differentiable(view[None].float().clamp(0, 1),
-                                                        torch.tensor([draw.quality]))[0].to(view.dtype)
+                                                        torch.tensor([draw.quality], device=view.device))[0].to(view.dtype)
     return view, np.round(pts).astype(np.int64)
 
 
