@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from pathlib import Path
 
 from common import ROOT, WORK, cli, load, record, table, write_markdown
 from subsets import LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities, site_copy
@@ -108,6 +109,23 @@ def personal(name: str, weights: str, identities: int, attackers: list[str], ext
                   {"scenario": "personal", "identity": person, "generator": name, "attacker": attacker})
 
 
+def timing() -> None:
+    """Seconds for one 1-megapixel face photo (the bundled astronaut at 1000x1000) through
+    ``protect`` with each ``--against``, each in a fresh process (imports included)."""
+    import tempfile
+    from PIL import Image
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in" / "me" / "astronaut.jpg"
+        src.parent.mkdir(parents=True)
+        with Image.open(ROOT / "examples" / "photos" / "people" / "astronaut.jpg") as im:
+            im.convert("RGB").resize((1000, 1000), Image.Resampling.BICUBIC).save(src, quality=92)
+        seconds = {against: round(cli("protect", src.parent.parent, "-o", Path(tmp) / against, "--weights", "faces",
+                                      "--against", against, "--quiet"), 1)
+                   for against in ("training", "recognizers", "both")}
+    record("recognizers", "timing-1mp", {"seconds": seconds, "pixels": 1000 * 1000},
+           command="python bench/recognizers.py timing")
+
+
 def interval_cell(k: int, n: int) -> str:
     from unlearnable_cli.metrics import wilson_interval
     lo, hi = wilson_interval(k, n)
@@ -175,6 +193,10 @@ def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
 def summary() -> None:
     recs = load("recognizers")["records"]
     rows, prow = personal_rows(recs)
+    timed = [r["results"]["seconds"] for r in recs if r["key"] == "timing-1mp"]
+    speed = (["", "One 1-megapixel face photo through `protect --weights faces` (a fresh process, imports "
+              "included), seconds: " + ", ".join(f"`--against {k}` {v:g}" for k, v in timed[0].items()) + "."]
+             if timed else [])
     write_markdown("recognizers", "Recognizers: protection against dlib's pretrained face recognizer", [
         "LFW-10 (`faces.py`'s split; the 10 identities with the most photos, 85/15): identities recognized "
         "among the clean held-out photos, k/n = % [95% Wilson interval]; ratio = protected / clean [95% "
@@ -194,12 +216,13 @@ def summary() -> None:
                       ("others", "others' accuracy %"), ("alarm", "false alarms %")]),
         "", "Personal folder, everyone together: held-out photos summed over the users.", "",
         *table(prow, [("gen", "protected with"), ("attacker", "attacker"), ("people", "users"),
-                      ("clean", "clean-enrolled"), ("prot", "protected-enrolled"), ("ratio", "pooled ratio")])])
+                      ("clean", "clean-enrolled"), ("prot", "protected-enrolled"), ("ratio", "pooled ratio")]),
+        *speed])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("bank", "lfw10", "personal", "summary"))
+    ap.add_argument("stage", choices=("bank", "lfw10", "personal", "timing", "summary"))
     ap.add_argument("--names", default="faces,cifar10", help="lfw10: protected copies (faces.py protect --name)")
     ap.add_argument("--name", default="faces", help="personal: name of this protection")
     ap.add_argument("--weights", default="faces", help="personal: generator name or file")
@@ -213,6 +236,8 @@ def main() -> None:
         bank(args.identities)
     elif args.stage == "lfw10":
         lfw10(args.names.split(","), attackers, args.site)
+    elif args.stage == "timing":
+        timing()
     elif args.stage == "personal":
         personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args))
     summary()
