@@ -91,3 +91,10 @@ def test_face_port_and_cloak_on_cuda():
     out = cloak(net, photos, torch.zeros_like(photos), [marks], torch.zeros(1, 128, dtype=torch.float64, device=CUDA),
                 8 / 255, CloakConfig(steps=2, eot_samples=2), torch.Generator().manual_seed(0))
     assert out.device.type == "cuda" and 0 < out.abs().max() <= 8 / 255 + 1e-6
+
+
+def test_nearest_neighbour_on_cuda():
+    from unlearnable_cli.evaluate.recognizers import UNKNOWN, nearest
+    enrolled = torch.tensor([[0.0, 0.0], [1.0, 0.0]], device=CUDA)
+    probes = torch.tensor([[0.1, 0.0], [5.0, 5.0]], device=CUDA)
+    assert nearest(enrolled, torch.tensor([3, 7]), probes, 0.6).tolist() == [3, UNKNOWN]

@@ -140,3 +140,21 @@ def test_real_recognizer_enrols_and_finetunes_through_eval(faces_extra, tmp_path
         for variant in variants:                                # the same photos: the same verdicts
             assert runs["clean", variant]["final_acc"] == runs["protected", variant]["final_acc"]
         assert runs["clean", variants[0]]["final_acc"] >= 100 * 7 / 9, body["runs"]
+
+
+def test_attackers_refuse_the_from_scratch_victims_options(tmp_path: Path) -> None:
+    result = run_cli("eval", "--clean", tmp_path, "--protected", tmp_path, "--test", tmp_path,
+                     "--attacker", "finetune", "--arch", "resnet18", "--lr", "0.1")
+    assert result.exit_code == 1 and "--arch, --lr: options of the from-scratch victim" in result.output, result.output
+
+
+def test_a_recognizer_with_no_face_to_train_on_recognizes_nobody() -> None:
+    train_x, train_y = people(3)
+    train_x[:] = enrol.NO_FACE
+    evals = {"test": people(2, seed=1)}
+    cfg = RecognizerConfig(epochs=2)
+    for variant in ("embedding:1nn", "embedding:linear"):
+        assert R.enrol(TinyFaceNet(), train_x, train_y, evals, 2, cfg, variant, torch.device("cpu")).history == {
+            "test": [0.0]}
+    assert R.finetune(TinyFaceNet(), train_x, train_y, evals, 2, cfg, True, torch.device("cpu")).history == {
+        "test": [0.0, 0.0]}

@@ -74,10 +74,21 @@ def eval_cmd(
                           allow_missing=allow_missing, runs=runs, per_class=per_class,
                           test_per_class=test_per_class, report=report)
         check_plot(plot)
+        check_attacker_options(attacker, preset, arch=arch, width=width, lr=lr, image_size=image_size, adv_steps=adv_steps, adv_step_size=adv_step_size)
         dev = resolve_device(device)
         with stop_requests(), progress_bar("epochs", quiet, elapsed=True) as progress:
             result = run_evaluation(cfg, dev, lambda label, epoch, total: progress(label, epoch, total))
     print_result(result, cfg, report, plot)
+
+
+def check_attacker_options(attacker: Attacker, preset: str, **victim_only: object) -> None:
+    """The from-scratch victim's options mean nothing to a pretrained recognizer: refuse them
+    rather than ignore them (``--epochs`` and ``--batch-size`` apply to fine-tuning)."""
+    given = [f"--{k.replace('_', '-')}" for k, v in victim_only.items() if v is not None]
+    given += ["--preset"] if preset != "quick" else []
+    if attacker is not Attacker.SCRATCH and given:
+        raise ConfigError(f"{', '.join(given)}: options of the from-scratch victim; --attacker {attacker.value} "
+                          "uses dlib's pretrained network (docs/eval.md)")
 
 
 def check_plot(plot: Optional[Path]) -> None:

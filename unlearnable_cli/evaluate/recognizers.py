@@ -9,11 +9,12 @@ photos and is measured on chips of clean held-out photos, like a victim of
 - ``embedding:1nn``: face_recognition's way: the nearest enrolled descriptor, a match
   only within Euclidean distance 0.6 (else "unknown", which is never right);
 - ``embedding:linear``: a multinomial logistic regression on the descriptors;
-- ``finetune:head``: a new linear head on the frozen network, trained on flipped chips;
+- ``finetune:head``: a new linear head on the frozen network, trained on randomly flipped chips;
 - ``finetune:whole``: the same head and every layer of the network trained together.
 
 Training photos in which no face was found cannot be enrolled and are left out; held-out
 photos without a face count as not recognized (a site cannot name a face it does not find).
+A recognizer left with no face to train on recognizes nobody: every accuracy is 0.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def nearest(train_emb: torch.Tensor, train_y: torch.Tensor, emb: torch.Tensor, t
     if len(emb) == 0 or len(train_emb) == 0:
         return torch.full((len(emb),), UNKNOWN, dtype=torch.long)
     dist, idx = torch.cdist(emb.double(), train_emb.double()).min(1)
-    return torch.where(dist <= threshold, train_y[idx.cpu()], torch.tensor(UNKNOWN))
+    return torch.where((dist <= threshold).cpu(), train_y.cpu()[idx.cpu()], torch.tensor(UNKNOWN))
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, cfg: RecognizerConfig) -> nn.Linear:
@@ -94,6 +95,8 @@ def enrol(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, evals: E
           cfg: RecognizerConfig, variant: str, device: torch.device) -> Trained:
     """``embedding:1nn`` or ``embedding:linear``: one measurement (a one-entry history)."""
     found = _faces(train_x)
+    if not found.any():
+        return Trained({name: [0.0] for name in evals}, data_digest(train_y))
     emb, y = embed(net, train_x[found], device), train_y[found]
     if variant == "embedding:1nn":
         def classify(chips: torch.Tensor) -> torch.Tensor:
@@ -115,8 +118,11 @@ def finetune(net: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, evals
              on_epoch: Callable[[int], None] = lambda epoch: None) -> Trained:
     """A new linear head on the network, trained with Adam on randomly flipped chips;
     ``whole``: the network's layers too (else they stay frozen).  Measured every epoch."""
-    torch.manual_seed(cfg.seed)
     found = _faces(train_x)
+    if not found.any():
+        on_epoch(cfg.epochs)
+        return Trained({name: [0.0] * cfg.epochs for name in evals}, data_digest(train_y))
+    torch.manual_seed(cfg.seed)
     x_all, y_all = train_x[found], train_y[found].to(device)
     head = nn.Linear(128, classes).to(device)
     for p in net.parameters():

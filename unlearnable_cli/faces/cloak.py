@@ -84,8 +84,10 @@ def choose_target(own: torch.Tensor, bank: torch.Tensor) -> int:
 def cloak(net: DlibFaceNet, photos: torch.Tensor, delta: torch.Tensor, marks: list[np.ndarray | None],
           targets: torch.Tensor, bound: float | torch.Tensor, cfg: CloakConfig, g: torch.Generator) -> torch.Tensor:
     """The cloaked noise of a batch: ``photos`` (B, 3, H, W) in [0, 1], ``delta`` the noise
-    so far (same shape), ``marks`` each photo's subject (None: no face, left alone),
-    ``targets`` (B, 128); ``bound`` a number or a per-pixel map, in [0, 1] units.
+    so far, (B, 3, H, W), or (B, 1, H, W) for grayscale photos (one change for R, G and B),
+    ``marks`` each photo's subject (None: no face, left alone), ``targets`` (B, 128);
+    ``bound`` a number or a per-pixel map (B, 1, H, W), in [0, 1] units.  A draw whose crop
+    cuts the face's chip off the photo is skipped.
 
     Each step cuts ``eot_samples`` chips per photo (a Python loop over photos and draws:
     every chip has its own geometry; the warps are small next to the network) and runs
@@ -105,7 +107,11 @@ def cloak(net: DlibFaceNet, photos: torch.Tensor, delta: torch.Tensor, marks: li
         for j, i in enumerate(faces):
             for draw in sample_draws(cfg.eot_samples, tuple(photos.shape[2:]), cfg, g):
                 view, pts = site_view((x[j] + d[j]).clamp(0, 1), marks[i], draw)  # type: ignore[arg-type]
-                chips.append(warp_chip(view, chip_geometry(pts, tuple(view.shape[1:]))))
+                try:
+                    geometry = chip_geometry(pts, tuple(view.shape[1:]))
+                except ValueError:                # the crop cut the face's chip off: skip this draw
+                    continue
+                chips.append(warp_chip(view, geometry))
                 owners.append(j)
         emb = net(torch.stack(chips).float())
         loss = (emb - targets[faces][owners].to(emb)).square().sum(1).sum()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config.common import MAX_PIXELS
 from ..io.datasets import DatasetError
 from ..io.images import ImageReadError, read_image
 from .chips import face_chips
@@ -33,11 +34,11 @@ def largest_face(landmarks: list[np.ndarray]) -> np.ndarray | None:
     return max(landmarks, key=lambda lm: float(np.hypot(*(lm[0] - lm[2]).astype(float))))
 
 
-def photo_chip(path: Path) -> torch.Tensor:
+def photo_chip(path: Path, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """The (3, 150, 150) uint8 chip of the largest face in ``path``, or :data:`NO_FACE`."""
     from . import detect_landmarks
     try:
-        pixels = read_image(path).pixels
+        pixels = read_image(path, max_pixels).pixels
     except ImageReadError as e:
         raise DatasetError(f"unreadable image {e}") from e
     if pixels.shape[2] == 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -39,12 +40,19 @@ class Cloaker:
         warning for each folder in which no photo shows a face."""
         from ..evaluate.recognizers import embed
         from ..faces.cloak import choose_target
-        from ..faces.enrol import has_face, load_chips
+        from ..faces.enrol import NO_FACE, has_face, photo_chip
+        from ..io.datasets import DatasetError
+
+        def chip(e: Entry) -> torch.Tensor:
+            try:
+                return photo_chip(e.source, self.cfg.max_pixels)
+            except DatasetError:              # changed since the scan: the batch stage reports it
+                return NO_FACE
         by_group: dict[str, list[Entry]] = defaultdict(list)
         for e in entries:
             by_group[e.group].append(e)
         for group, members in sorted(by_group.items()):
-            chips = load_chips([e.source for e in members])
+            chips = torch.stack([chip(e) for e in members])
             chips = chips[has_face(chips)]
             if len(chips):
                 self.targets[group] = choose_target(embed(self.net, chips, self.device).cpu(), self.bank)
@@ -71,6 +79,6 @@ class Cloaker:
 
     def settings(self) -> dict[str, object]:
         """What the manifest records of the cloak."""
-        c = self.cfg.cloak
-        return {"cloak_steps": c.steps, "cloak_step_levels": c.step_levels, "cloak_eot_samples": c.eot_samples,
-                "cloak_bank_sha256": self.bank_sha256}
+        return {"cloak": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.cfg.cloak).items()},
+                "cloak_bank_sha256": self.bank_sha256,
+                "cloak_targets": {g or ".": self.names[i] for g, i in sorted(self.targets.items())}}
