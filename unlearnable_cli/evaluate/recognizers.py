@@ -168,9 +168,7 @@ def train_recognizer(train_x: torch.Tensor, train_y: torch.Tensor, evals: Evals,
     ``finetune:whole``) trained on chips ``train_x`` and measured on each eval set's chips;
     a fresh copy of the pretrained network every time."""
     from ..faces import load_face_net
-    net = load_face_net().to(device)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = load_face_net(device=device)                         # frozen, in eval mode
     if variant.startswith("embedding:"):
         trained = enrol(net, train_x, train_y, evals, classes, cfg, variant, device)
         on_epoch(1)

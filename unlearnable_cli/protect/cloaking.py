@@ -27,9 +27,7 @@ class Cloaker:
         from ..faces import load_face_net
         from ..faces.targets import bank_path, load_bank
         self.cfg, self.device = cfg, device
-        self.net = load_face_net(device=device)
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net = load_face_net(device=device)               # frozen, in eval mode
         self.bank, self.names = load_bank()
         self.bank_sha256 = hashlib.sha256(bank_path().read_bytes()).hexdigest()
         self.targets: dict[str, int] = {}
