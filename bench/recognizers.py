@@ -15,7 +15,7 @@ counts and 95% intervals, in the two scenarios of ``bench/faces.py``:
 
     python bench/faces.py protect --weights faces && python bench/faces.py protect --weights cifar10
     python bench/recognizers.py lfw10 --names faces,cifar10 [--attackers embedding,finetune]
-    python bench/recognizers.py personal --name faces --weights faces --identities 11 [--attackers embedding]
+    python bench/recognizers.py personal --name faces --weights faces --identities 11 [--attackers embedding] [--site jpeg90]
     python bench/recognizers.py summary
 
 Each eval call's report is cached under ``bench/work/recognizers/`` and recorded in
@@ -30,7 +30,8 @@ import shlex
 from pathlib import Path
 
 from common import ROOT, WORK, cli, load, record, table, write_markdown
-from subsets import LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities, site_copy
+from subsets import (LFW, background_identities, lfw10_split, link_folders, outside_lfw10, personal_identities,
+                     site_copy, unbenchmarked_identities)
 
 FACES = WORK / "faces"            # faces.py's split and protected copies
 HERE = WORK / "recognizers"
@@ -63,9 +64,8 @@ def bank(identities: int) -> None:
     from unlearnable_cli.faces.enrol import has_face, load_chips
     from unlearnable_cli.faces.targets import BANK_FILE, save_bank
     from unlearnable_cli.evaluate.recognizers import embed
-    used = set(lfw10_split()["train"]) | set(personal_identities(identities)) | set(background_identities(
-        BACKGROUND, "").keys())
-    people = sorted(p for p in outside_lfw10() if p not in used)
+    people = unbenchmarked_identities(identities, BACKGROUND)
+    used = sorted(set(outside_lfw10()) - set(people)) + sorted(lfw10_split()["train"])
     net, device = load_face_net(), torch.device("cpu")
     centroids, names, photos = [], [], 0
     for person in people:
@@ -95,18 +95,23 @@ def lfw10(names: list[str], attackers: list[str], site: str) -> None:
               {"scenario": "lfw10", "attacker": attacker, "site": site})
 
 
-def personal(name: str, weights: str, identities: int, attackers: list[str], extra: list[str]) -> None:
+def personal(name: str, weights: str, identities: int, attackers: list[str], extra: list[str], site: str) -> None:
+    """Each user's photos protected, then every photo (the user's clean and protected ones
+    and the background) as ``site`` serves them."""
     for person in personal_identities(identities):
         base = FACES / "personal" / person
         me = link_folders(base / "me", {person: LFW / person})
         background = link_folders(base / f"background-{BACKGROUND}", background_identities(BACKGROUND, person))
         me_prot = base / f"me-{name}"
         cli("protect", me, "-o", me_prot, "--weights", weights, "--quiet", *extra)
+        served = base / f"site-{site}"
+        me, me_prot, background = (site_copy(d, served / d.name, site) for d in (me, me_prot, background))
         for attacker in attackers:
-            _eval(f"personal-{person}-{name}-{attacker}",
+            _eval(f"personal-{person}-{name}-{attacker}" + ("" if site == "none" else f"-{site}"),
                   ["--target", me, "--target-protected", me_prot, "--background", background,
                    "--per-class", PER_CLASS, "--target-holdout", HOLDOUT, "--attacker", attacker],
-                  {"scenario": "personal", "identity": person, "generator": name, "attacker": attacker})
+                  {"scenario": "personal", "identity": person, "generator": name, "attacker": attacker,
+                   "site": site})
 
 
 def timing() -> None:
@@ -176,11 +181,12 @@ def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
         for attacker in sorted({run["attacker"] for run in res["runs"]}):
             run_of = {run["data"]: run for run in res["runs"] if run["attacker"] == attacker}
             kc, kp = _count(run_of["clean"]["final_acc"], n), _count(run_of["protected"]["final_acc"], n)
-            rows.append({"who": res["identity"], "gen": res["generator"], "attacker": attacker, "n": n,
+            gen = res["generator"] + ("" if res.get("site", "none") == "none" else f", {res['site']}")
+            rows.append({"who": res["identity"], "gen": gen, "attacker": attacker, "n": n,
                          "clean": interval_cell(kc, n), "prot": interval_cell(kp, n), "ratio": _ratio(kp, n, kc, n),
                          "others": " / ".join(f"{run_of[d]['background_acc']:.1f}" for d in ("clean", "protected")),
                          "alarm": " / ".join(f"{run_of[d]['false_alarm_acc']:.1f}" for d in ("clean", "protected"))})
-            p = pooled.setdefault((res["generator"], attacker), [0, 0, 0, 0])
+            p = pooled.setdefault((gen, attacker), [0, 0, 0, 0])
             p[0] += 1
             p[1] += n
             p[2] += kc
@@ -229,7 +235,7 @@ def main() -> None:
     ap.add_argument("--protect-args", default="", help="personal: extra protect options")
     ap.add_argument("--identities", type=int, default=11)
     ap.add_argument("--attackers", default="embedding,finetune")
-    ap.add_argument("--site", default="none", help="lfw10: none, or jpeg90 / jpeg75 / half (subsets.site_copy)")
+    ap.add_argument("--site", default="none", help="none (as saved), or jpeg90 / jpeg75 / half (subsets.site_copy): how the photos are served")
     args = ap.parse_args()
     attackers = args.attackers.split(",")
     if args.stage == "bank":
@@ -239,7 +245,7 @@ def main() -> None:
     elif args.stage == "timing":
         timing()
     elif args.stage == "personal":
-        personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args))
+        personal(args.name, args.weights, args.identities, attackers, shlex.split(args.protect_args), args.site)
     summary()
 
 

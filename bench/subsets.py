@@ -119,6 +119,14 @@ def background_identities(kind: str, person: str) -> dict[str, Path]:
     return {d.name: d for d in sorted(LFW.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != person}
 
 
+def unbenchmarked_identities(users: int = 11, background: str = "next10") -> list[str]:
+    """LFW identities no benchmark here uses (not LFW-10, not one of the ``users`` personal
+    users, not the ``background`` block), sorted by name: the cloak's target bank and the
+    transfer recognizer's training set are drawn from them."""
+    used = set(lfw10_split()["train"]) | set(personal_identities(users)) | set(background_identities(background, ""))
+    return sorted(p for p in outside_lfw10() if p not in used)
+
+
 # ---------------------------------------------------------------- as a photo site serves them
 def site_copy(src: Path, dst: Path, site: str) -> Path:
     """``src`` as a photo site would serve it: re-encoded as JPEG (``jpegQ``) or halved."""

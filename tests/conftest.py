@@ -96,6 +96,21 @@ def interrupt_after(target: tuple[object, str], n: int, what: int | type[BaseExc
         setattr(owner, name, real)
 
 
+def straight_and_interrupted(data: Path, tmp: Path, cfg: object, method: type, n: int) -> tuple[Path, Path]:
+    """Train ``cfg`` on ``data`` once straight through (``a.safetensors``) and once stopped by
+    a Ctrl-C after ``n`` of ``method``'s training steps (``b``: only its checkpoint exists)."""
+    import signal
+    from unlearnable_cli.commands.console import stop_requests
+    from unlearnable_cli.config import Interrupted
+    from unlearnable_cli.train import train_generator
+    straight, resumed = tmp / "a.safetensors", tmp / "b.safetensors"
+    train_generator(data, straight, cfg, torch.device("cpu"))  # type: ignore[arg-type]
+    with interrupt_after((method, "train_step"), n, signal.SIGINT), stop_requests(graceful=True) as stop, \
+            pytest.raises(Interrupted):
+        train_generator(data, resumed, cfg, torch.device("cpu"), should_stop=stop)  # type: ignore[arg-type]
+    return straight, resumed
+
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -87,6 +87,36 @@ def test_cloak_approaches_the_target_within_the_bound(channels: int) -> None:
     assert distance(out) < 0.5 * distance(delta), (distance(out), distance(delta))
 
 
+def test_away_objective_moves_the_descriptor_from_its_own_without_a_target() -> None:
+    from unlearnable_cli.config.protect import CloakObjective
+    from unlearnable_cli.faces.chips import chip_geometry, warp_chip
+    net = StandIn()
+    photos = torch.rand(1, 3, 250, 250, generator=torch.Generator().manual_seed(2))
+    geometry = chip_geometry(LANDMARKS, (250, 250))
+    with torch.no_grad():
+        own = net(warp_chip(photos[0], geometry)[None].float())[0]
+
+    def moved(objective: CloakObjective, target: torch.Tensor) -> float:
+        cfg = CloakConfig(steps=8, eot_samples=2, objective=objective)
+        out = C.cloak(net, photos, torch.zeros(1, 3, 250, 250), [LANDMARKS], target[None], 8 / 255, cfg,
+                      torch.Generator().manual_seed(1))
+        assert out.abs().max() <= 8 / 255 + 1e-7
+        with torch.no_grad():
+            return float((net(warp_chip((photos[0] + out[0]).clamp(0, 1), geometry)[None].float())[0] - own).norm())
+    # the target is the photo's own descriptor: ``target`` stays put, ``away`` moves off it
+    stay, away = moved(CloakObjective.TARGET, own.double()), moved(CloakObjective.AWAY, own.double())
+    assert away > 0 and stay < 0.25 * away, (stay, away)
+    assert C.cloak_loss(own[None], own[None] + 1, own[None], CloakObjective.BOTH) == 128
+
+
+def test_cloak_objective_needs_the_cloak(tmp_path: Path, tiny_weights: Path) -> None:
+    save(small("astronaut"), tmp_path / "in" / "a.png")
+    result = run_cli("protect", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_weights,
+                     "--cloak-objective", "away", "--quiet")
+    assert result.exit_code == 1 and "--against recognizers" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_target_is_the_farthest_centroid_and_the_bank_checks_its_file(tmp_path: Path) -> None:
     bank = torch.tensor([[0.0] * 128, [1.0] * 128, [0.5] * 128], dtype=torch.float64)
     own = torch.zeros(4, 128) + 0.1

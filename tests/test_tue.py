@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unlearnable_cli.commands.app import app
-from unlearnable_cli.config import ConfigError, Interrupted, Method, NoiseConfig, Perturbation, Preset, train_config
+from unlearnable_cli.config import ConfigError, Method, NoiseConfig, Perturbation, Preset, train_config
 from unlearnable_cli.engine.noise import ErrorMinimizingNoise
 from unlearnable_cli.methods.tue import TUE
 from unlearnable_cli.methods.score import ScoreConfig, held_out_loss, load_score, train_score
-from unlearnable_cli.commands.console import stop_requests
 from unlearnable_cli.train import train_generator
 from unlearnable_cli.models.weights import load_generator_file
 
-from conftest import interrupt_after, tinted_classes, tiny_model
+from conftest import straight_and_interrupted, tinted_classes, tiny_model
 
 runner = CliRunner()
 TINY = dict(method=Method.TUE, arch="convnet", width=4, steps=4, batch_size=8, noise_steps=2, adv_steps=2,
@@ -103,11 +101,7 @@ def test_tue_options_are_refused_elsewhere(tiny_weights: Path, tmp_path: Path):
 def test_tue_resume_equals_uninterrupted_and_a_bad_score_file_is_named(tmp_path: Path, monkeypatch):
     data = tinted_classes(tmp_path / "data", ["red", "green"], 8)
     cfg = train_config(Preset.CPU, **TINY)
-    straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    train_generator(data, straight, cfg, torch.device("cpu"))
-    with interrupt_after((TUE, "train_step"), 2, signal.SIGINT), stop_requests(graceful=True) as stop, \
-            pytest.raises(Interrupted):
-        train_generator(data, resumed, cfg, torch.device("cpu"), should_stop=stop)
+    straight, resumed = straight_and_interrupted(data, tmp_path, cfg, TUE, 2)
     score_file = resumed.with_suffix(".score.safetensors")
     good = score_file.read_bytes()
     score_file.write_bytes(good[:-7] + bytes(7))                          # corrupted

@@ -35,6 +35,6 @@ def info(weights: Annotated[Optional[str], typer.Argument(metavar="[NAME|FILE]",
     for k, v in card_rows(card):
         table.add_row(k, v)
     console.print(table)
-    for line in metric_lines(card.metrics):
+    for line in metric_lines(card.metrics, card.method):
         console.print(f"accuracy: {line}", highlight=False, soft_wrap=True)
     console.print("[green]verified[/green]: the tensors match the SHA-256 recorded in the file", highlight=False)

@@ -11,7 +11,7 @@ import typer
 from .app import DeviceOpt, QuietOpt, app
 from ..config import EOT_SAMPLES, ConfigError, Device, ProtectConfig, TransformSpec, resolve_device
 from ..config import Budget
-from ..config.protect import Against
+from ..config.protect import Against, CloakConfig, CloakObjective, Color
 from ..config import OutputFormat
 from ..protect.job import ProtectSummary
 from .console import Command, command_errors, console, err_console, fail, progress_bar, stop_requests
@@ -40,7 +40,9 @@ def protect(
     score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
     eot_scale: Annotated[Optional[float], typer.Option(help=f"Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, {TransformSpec().min_scale:g}); smaller makes the noise work at finer scales too.")] = None,
     highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default; try 16; see docs/protect.md). The bound is unchanged.")] = None,
+    color: Annotated[Optional[Color], typer.Option(help="rgb (default): R, G and B each get their own change; luma: the same change on all three, so the noise alters brightness only: no coloured bands, and a trainer's grayscale conversion cannot remove it (any method; measured: docs/results.md).")] = None,
     against: Annotated[Optional[Against], typer.Option(help="training (default): noise against models trained on the photos from scratch; recognizers: a cloak against pretrained face recognizers that enrol them (dlib's, as in face_recognition; needs the faces extra; one target per folder, so put one person per folder); both: the noise, then the cloak, within the same bound (docs/cloak.md).")] = None,
+    cloak_objective: Annotated[Optional[CloakObjective], typer.Option(help="With --against recognizers or both: target (default): move each face's descriptor towards another identity's (Fawkes' choice); away: away from the photo's own; both: the two together (measured: docs/results.md).")] = None,
     preview: Annotated[Optional[int], typer.Option(metavar="N", help="Protect only N images spread over the input and write side-by-side sheets (original | protected | noise amplified) to judge visibility; nothing else is written.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images of equal size protected together (default {PROTECT.batch_size}).")] = None,
     device: DeviceOpt = Device.AUTO,
@@ -54,17 +56,15 @@ def protect(
 ) -> None:
     """Add small, bounded noise to your images so that models trained on them learn less from them."""
     from .. import distributed
-    from ..config import protect_config
     from ..protect.folders import default_output_dir
     from ..protect.job import check_options, protect_folder
     from ..models.weights import load_generator_file, resolve_weights
 
     given = [f"--{k.replace('_', '-')}" for k, v in locals().items() if v is not None and k in OPTIMIZATION]
-    cfg = protect_config(**config_fields(dict(locals()), ProtectConfig, {"eot_scale": "eot_min_scale", "radius": "radius_levels"}))
+    cfg = build_config(dict(locals()))
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)
     report_failure = functools.partial(print_failure, input_path.parent if input_path.is_file() else input_path)
-    kept = ("no previews were finished" if cfg.preview else
-            "finished images are saved, rerun the same command to do the rest")
+    kept = "no previews were finished" if cfg.preview else "finished images are saved, rerun the same command to do the rest"
     shard = distributed.launched()
     with command_errors(kept, shard):
         cfg.validate()
@@ -84,6 +84,14 @@ def protect(
                                      progress=lambda phase, n, total: progress(phase, n, total))
     if shard.leader:                       # rank 0 speaks for the whole job
         print_summary(summary, cfg, verbose)
+
+
+def build_config(params: dict[str, object]) -> ProtectConfig:
+    """The command's parameters as a :class:`ProtectConfig` (levels to [0, 1], the cloak's objective nested)."""
+    from ..config import protect_config
+    objective = params.get("cloak_objective")
+    return protect_config(**config_fields(params, ProtectConfig, {"eot_scale": "eot_min_scale", "radius": "radius_levels"}),
+                          cloak=None if objective is None else CloakConfig(objective=objective))  # type: ignore[arg-type]
 
 
 def print_failure(root: Path, rel: str, reason: str) -> None:

@@ -19,9 +19,9 @@ TRAIN = TrainConfig()                     # the defaults the help names
 def train_generator_cmd(
     data_dir: Annotated[Path, typer.Argument(help="Image-folder data set: one subfolder per class.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
-    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM), em (error-minimizing) or tue (transferable: adds a score estimator's data-collapse term).")] = Method.SEM,
+    method: Annotated[Method, typer.Option(help="sem (stable EM), rem (robust EM), em (error-minimizing), tue (transferable: adds a score estimator's data-collapse term) or pil (a linear surrogate: minutes on a CPU).")] = Method.SEM,
     preset: Annotated[Preset, typer.Option(help="paper = official SEM CIFAR-10 recipe; cpu = measured 2-core budget.")] = Preset.CPU,
-    arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet, mobilenetv2).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture from the model registry (resnet18, convnet, mobilenetv2; linear for --method pil, its default).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Base width of the architecture (64 = paper's ResNet-18).")] = None,
     stem_stride: Annotated[Optional[int], typer.Option(help=f"2: ResNet-18's first convolution halves the input, so a 64-px generator costs what a 32-px one does (default {TRAIN.stem_stride}, the CIFAR stem).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (M).")] = None,
@@ -47,6 +47,7 @@ def train_generator_cmd(
     score_sigma: Annotated[Optional[float], typer.Option(help=f"TUE: noise level of the score estimator's denoising score matching, in levels (σ; default {TRAIN.score_sigma * 255:g}).")] = None,
     score_steps: Annotated[Optional[int], typer.Option(help=f"TUE: Adam steps training the score estimator (default {TRAIN.score_steps}).")] = None,
     score_model: Annotated[Optional[Path], typer.Option(help="TUE: reuse this score estimator (a .score.safetensors file or a TUE generator) instead of training one.")] = None,
+    pil_lambda: Annotated[Optional[float], typer.Option(help=f"PIL: weight λ of the linear-shortcut term against the no-information term (default {TRAIN.pil_lambda:g}, the paper's).")] = None,
     tue_eot: Annotated[bool, typer.Option(help="TUE: also average the loss term over SEM's random transforms and uniform perturbation (off: as the TUE paper).")] = False,
     device: DeviceOpt = Device.AUTO,
     dataset_name: Annotated[Optional[str], typer.Option(help="Name of the training data for the card (default: parent/folder of DATA_DIR, e.g. cifar10/train).")] = None,
@@ -59,8 +60,7 @@ def train_generator_cmd(
     from .. import distributed
     from ..train import train_generator
 
-    options = config_fields(dict(locals()), TrainConfig)
-    shard = distributed.launched()
+    options, shard = config_fields(dict(locals()), TrainConfig), distributed.launched()
     with command_errors("the last checkpoint is kept, rerun with --resume to continue", shard):
         cfg = train_config(preset, **options)
         dev = resolve_device(device)
@@ -74,5 +74,5 @@ def train_generator_cmd(
         return
     from ..protect.summary import metric_lines
     console.print(f"[green]saved[/green] {output}  ({card.provenance['wall_time_s']} s)")
-    for line in metric_lines(card.metrics):
+    for line in metric_lines(card.metrics, card.method):
         console.print("  " + line, highlight=False)

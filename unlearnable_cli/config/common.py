@@ -105,6 +105,7 @@ class Method(str, Enum):
     REM = "rem"
     EM = "em"
     TUE = "tue"
+    PIL = "pil"
 
 
 class Perturbation(str, Enum):

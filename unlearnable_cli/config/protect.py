@@ -24,6 +24,21 @@ class Against(str, Enum):
         return self is not Against.TRAINING
 
 
+class Color(str, Enum):
+    """Which colours the noise may change (``--color``)."""
+
+    RGB = "rgb"            # R, G and B each their own change (the default)
+    LUMA = "luma"          # one change for R, G and B: brightness only, which grayscale conversion keeps
+
+
+class CloakObjective(str, Enum):
+    """Where the cloak moves each photo's descriptor (``--cloak-objective``; faces/cloak.py)."""
+
+    TARGET = "target"      # towards the folder's target centroid (Fawkes' choice; the default)
+    AWAY = "away"          # away from the photo's own clean descriptor
+    BOTH = "both"          # towards the target and away from its own descriptor, equally weighted
+
+
 @dataclass(frozen=True)
 class CloakConfig:
     """The cloak against recognizers (``--against recognizers|both``; :mod:`faces.cloak`):
@@ -38,6 +53,7 @@ class CloakConfig:
     half_chance: float = 0.3                   # a draw is resized to half
     crop_chance: float = 0.3                   # a draw is cropped ...
     max_crop: float = 0.1                      # ... by up to this share of the side, per side
+    objective: CloakObjective = CloakObjective.TARGET   # what the descriptor moves towards or away from
 
 
 @dataclass
@@ -71,6 +87,7 @@ class ProtectConfig:
     eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
     score_step: float | None = None       # TUE: α_s (None: the generator's)
     highpass: int = 0                     # photos: keep the noise finer than this many pixels (0: off; noise.coarse_part)
+    color: Color = Color.RGB              # luma: the same change on R, G and B (no colour bands)
     against: Against = Against.TRAINING   # recognizers / both: the cloak of faces/cloak.py (needs the faces extra)
     cloak: CloakConfig = field(default_factory=CloakConfig)
 
@@ -102,6 +119,8 @@ class ProtectConfig:
             (self.eot_min_scale is None or 0 < self.eot_min_scale <= 1, "--eot-scale must be in (0, 1]"),
             (self.score_step is None or self.score_step >= 0, "--score-step must not be negative"),
             highpass_check(self.highpass),
+            (self.against.cloaks or self.cloak.objective is CloakObjective.TARGET,
+             "--cloak-objective applies to the cloak: add --against recognizers or --against both"),
         ]
         for ok, message in checks:
             if not ok:

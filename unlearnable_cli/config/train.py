@@ -91,6 +91,7 @@ class TrainConfig:
     score_lr: float = SCORE.lr            # TUE: Adam learning rate (cosine decay)
     score_model: str | None = None        # TUE: reuse this score estimator instead of training one
     tue_eot: bool = False                 # TUE: also average the loss term over SEM's EOT (J transforms, uniform δʳ)
+    pil_lambda: float = 0.9               # PIL: λ, the weight of CE(f(−δ), y) against (1 − λ) KL(U ‖ f(x + δ))
 
     @property
     def rho_r(self) -> float:
@@ -141,6 +142,8 @@ class TrainConfig:
     def arch_kwargs(self) -> dict[str, int]:
         """The architecture's arguments as the card records them (the default stem is left out,
         so cards and checkpoints from before ``stem_stride`` existed read the same)."""
+        if self.arch == "linear":              # a linear map has no width: its size is the input's
+            return {"input_size": self.image_size}
         return {"width": self.width, **({"stem_stride": self.stem_stride} if self.stem_stride != 1 else {})}
 
     def to_dict(self) -> dict[str, object]:

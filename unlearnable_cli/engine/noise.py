@@ -81,7 +81,7 @@ class ErrorMinimizingNoise:
         images = images.detach()
         base = images[:, :1] if shared_channels else images
         bound = cfg.radius if radius is None else radius
-        lo, hi = ball_bounds(base, bound)
+        lo, hi = ball_bounds(images, bound, shared_channels)
         delta = uniform_like(base, bound, generator) if init is None else init.detach().clone()
         delta = torch.clamp(delta, lo, hi)
         b, _, h, w = images.shape
@@ -151,9 +151,15 @@ def draws_per_chunk(draws: int, batch: int, cap: int) -> int:
     return math.ceil(draws / calls)
 
 
-def ball_bounds(images: torch.Tensor, radius: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ball_bounds(images: torch.Tensor, radius: float | torch.Tensor,
+                shared_channels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel bounds (lo, hi) on δ: |δ| ≤ radius (a number, or a tensor that
-    broadcasts against ``images``) and images + δ inside [0, 1]."""
+    broadcasts against ``images``) and images + δ inside [0, 1].  ``shared_channels``:
+    bounds (B, 1, H, W) on one change for every channel, inside [0, 1] on all of them."""
     if isinstance(radius, torch.Tensor):
-        return torch.maximum(-images, -radius), torch.minimum(1 - images, radius)
-    return (-images).clamp(min=-radius), (1 - images).clamp(max=radius)
+        lo, hi = torch.maximum(-images, -radius), torch.minimum(1 - images, radius)
+    else:
+        lo, hi = (-images).clamp(min=-radius), (1 - images).clamp(max=radius)
+    if shared_channels:
+        lo, hi = lo.amax(1, keepdim=True), hi.amin(1, keepdim=True)
+    return lo, hi

@@ -6,8 +6,11 @@ for the person and does not match their clean photos.  Here the recognizer is dl
 network, ported (:mod:`.model`), so the gradient runs from the descriptor through the
 differentiable face chip (:mod:`.chips`) to the photo's pixels:
 
-    δ ← clip(δ − α · sign ∇_δ E_t ‖f(chip(t(x + δ))) − c‖²),  |δ| ≤ the bound
+    δ ← clip(δ − α · sign ∇_δ E_t L(f(chip(t(x + δ))))),  |δ| ≤ the bound
 
+- ``L``: by :class:`~..config.protect.CloakObjective`, ``target``: ‖e − c‖² (towards the
+  target ``c``); ``away``: −‖e − e₀‖² (away from the photo's own clean descriptor ``e₀``,
+  no target needed); ``both``: the sum of the two;
 - ``c``: the target, one per person (all the photos of a folder move the same way): of a
   bank of identity centroids shipped with the tool (:mod:`.targets`, computed once from
   public photos of people in no benchmark), the one farthest from the person's own mean
@@ -32,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config.protect import CloakConfig
+from ..config.protect import CloakConfig, CloakObjective
+from ..engine.noise import ball_bounds
 from .chips import chip_geometry, warp_chip
 from .model import DlibFaceNet
 
@@ -81,6 +85,21 @@ def choose_target(own: torch.Tensor, bank: torch.Tensor) -> int:
     return int(torch.cdist(own.double().mean(0, keepdim=True), bank.double())[0].argmax())
 
 
+def cloak_loss(emb: torch.Tensor, target: torch.Tensor, own: torch.Tensor, objective: CloakObjective) -> torch.Tensor:
+    """The loss the cloak minimizes, summed over descriptors ``emb`` (N, 128) with each
+    one's ``target`` and ``own`` clean descriptor (N, 128)."""
+    toward = (emb - target).square().sum(1).sum()
+    away = -(emb - own).square().sum(1).sum()
+    return {CloakObjective.TARGET: toward, CloakObjective.AWAY: away, CloakObjective.BOTH: toward + away}[objective]
+
+
+@torch.no_grad()
+def _own_descriptors(net: DlibFaceNet, photos: torch.Tensor, marks: list[np.ndarray]) -> torch.Tensor:
+    """(N, 128): each clean photo's descriptor, the point ``away`` moves from."""
+    hw = tuple(photos.shape[2:])
+    return net(torch.stack([warp_chip(p, chip_geometry(m, hw)) for p, m in zip(photos, marks)]).float())  # type: ignore[arg-type]
+
+
 def cloak(net: DlibFaceNet, photos: torch.Tensor, delta: torch.Tensor, marks: list[np.ndarray | None],
           targets: torch.Tensor, bound: float | torch.Tensor, cfg: CloakConfig, g: torch.Generator) -> torch.Tensor:
     """The cloaked noise of a batch: ``photos`` (B, 3, H, W) in [0, 1], ``delta`` the noise
@@ -101,6 +120,9 @@ def cloak(net: DlibFaceNet, photos: torch.Tensor, delta: torch.Tensor, marks: li
     d = delta[faces]
     b = bound[faces] if isinstance(bound, torch.Tensor) and bound.ndim == 4 else bound
     step = cfg.step_levels / 255
+    lo, hi = ball_bounds(x, 1.0, shared_channels=d.shape[1] == 1)
+    own = (targets[faces] if cfg.objective is CloakObjective.TARGET      # unused by ``target``: not computed
+           else _own_descriptors(net, x, [marks[i] for i in faces]))  # type: ignore[misc]
     for _ in range(cfg.steps):
         d.requires_grad_(True)
         chips, owners = [], []
@@ -114,11 +136,10 @@ def cloak(net: DlibFaceNet, photos: torch.Tensor, delta: torch.Tensor, marks: li
                 chips.append(warp_chip(view, geometry))
                 owners.append(j)
         emb = net(torch.stack(chips).float())
-        loss = (emb - targets[faces][owners].to(emb)).square().sum(1).sum()
+        loss = cloak_loss(emb, targets[faces][owners].to(emb), own[owners].to(emb), cfg.objective)
         grad, = torch.autograd.grad(loss, d)
         with torch.no_grad():
             d = torch.maximum(torch.minimum(d - step * grad.sign(), torch.as_tensor(b)), -torch.as_tensor(b))
-            c = d.shape[1]                    # 1 for a grayscale photo: one change for R, G and B
-            d = (x[:, :c] + d).clamp(0, 1) - x[:, :c]
+            d = d.clamp(lo, hi)               # x + δ in [0, 1] (one change for R, G and B if d has 1 channel)
     delta[faces] = d.detach()
     return delta

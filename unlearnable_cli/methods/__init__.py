@@ -47,4 +47,4 @@ def card_method(card: "GeneratorCard") -> "type[UnlearnableMethod]":
     return method_class(card.method, bool(card.hyperparameters.get("class_wise")))
 
 
-from . import classwise_em, em, rem, sem, tue  # noqa: E402,F401  (each registers its class)
+from . import classwise_em, em, pil, rem, sem, tue  # noqa: E402,F401  (each registers its class)

@@ -150,6 +150,21 @@ class MobileNetV2(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+class LinearClassifier(nn.Module):
+    """A bias-free linear map of the raw pixels, f(x) = W · vec(x): PIL's surrogate (Liu et
+    al., ICLR 2026).  ``mean`` and ``std`` are accepted like every model's and not used: the
+    paper's surrogate sees pixels in [0, 1], and subtracting a mean would be a bias.  Inputs
+    must be ``input_size`` square (``protect`` resizes photos to it)."""
+
+    def __init__(self, num_classes: int = 10, input_size: int = 32,
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * input_size * input_size, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.reshape(len(x), -1))
+
+
 ModelFactory = Callable[..., nn.Module]
 
 #: Registered architectures: name -> (factory, default keyword arguments).
@@ -157,6 +172,7 @@ MODELS: dict[str, tuple[ModelFactory, dict[str, int]]] = {
     "resnet18": (ResNet18, {"width": 64}),
     "convnet": (ConvNet, {"width": 32}),
     "mobilenetv2": (MobileNetV2, {"width": 8}),
+    "linear": (LinearClassifier, {}),
 }
 
 

@@ -77,6 +77,8 @@ class Cloaker:
 
     def settings(self) -> dict[str, object]:
         """What the manifest records of the cloak."""
-        return {"cloak": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.cfg.cloak).items()},
+        cloak = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.cfg.cloak).items()}
+        return {"cloak": {k: v for k, v in cloak.items() if k != "objective"},   # as before the objective existed
+                "cloak_objective": self.cfg.cloak.objective.value,
                 "cloak_bank_sha256": self.bank_sha256,
                 "cloak_targets": {g or ".": self.names[i] for g, i in sorted(self.targets.items())}}

@@ -43,7 +43,8 @@ RESUMABLE_SETTINGS = frozenset({"device", "batch_size"})
 #: Settings added since the first manifests, with the value older versions always used (history,
 #: not defaults: they stay as they were even if a default changes).
 SETTINGS_BEFORE_THEY_EXISTED = {"eot_grayscale": 0.0, "format": "png", "budget": "uniform", "eot_min_scale": 0.8,
-                                "score_step_levels": 0.0, "highpass": 0, "against": "training"}
+                                "score_step_levels": 0.0, "highpass": 0, "against": "training",
+                                "cloak_objective": "target", "color": "rgb"}
 #: What identifies the generator: its tensors (and what reads them); its path may change
 #: when the file is moved, and its card's descriptive text (the data set's name) may be corrected.
 GENERATOR_IDENTITY = ("arch", "arch_kwargs", "method", "classes", "tensors_sha256")
@@ -69,7 +70,7 @@ def header(input_dir: Path, output_dir: Path, weights_path: Path | None, card: G
                      "format": cfg.output_format.value, "budget": cfg.budget.value,
                      "eot_min_scale": nc.transform.min_scale,
                      "score_step_levels": round(nc.score_step * 255, 4), "highpass": nc.highpass,
-                     "against": cfg.against.value, "device": str(device)},
+                     "against": cfg.against.value, "color": cfg.color.value, "device": str(device)},
     }
 
 

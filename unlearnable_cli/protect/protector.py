@@ -19,14 +19,21 @@ from torch import nn
 from ..engine import transforms
 from ..engine.budget import level_map
 from ..config import ProtectConfig
+from ..config.protect import Color
+from ..engine.noise import ball_bounds
 from ..methods import card_method
 from ..models.weights import GeneratorCard, state_tensors, tensors_digest
 
 def quantize(x_u8: torch.Tensor, delta: torch.Tensor, levels: int | torch.Tensor) -> torch.Tensor:
     """Round x + δ to 8 bits while guaranteeing |out − x| ≤ ``levels`` for every pixel
-    (a number, or a per-pixel map that broadcasts against ``x_u8``)."""
+    (a number, or a per-pixel map that broadcasts against ``x_u8``).  One δ for the three
+    channels of a colour photo (``--color luma``) is rounded to whole levels first, so
+    every channel moves by the same integer (rounding x + δ would break ties by parity)."""
     base = x_u8.float()
-    moved = torch.round(base + delta * 255)
+    if delta.shape[1] == 1 and base.shape[1] == 3:
+        moved = base + torch.round(delta * 255)
+    else:
+        moved = torch.round(base + delta * 255)
     return torch.minimum(torch.maximum(moved, base - levels), base + levels).clamp(0, 255).to(torch.uint8)
 
 
@@ -84,18 +91,21 @@ class Protector:
         image's folder, for the cloak (``--against recognizers|both``).
         """
         gray = x_u8.shape[1] == 1
+        shared = gray or self.cfg.color is Color.LUMA         # one change for every channel
         x = x_u8.to(self.device).float() / 255
         x3 = x.expand(-1, 3, -1, -1) if gray else x
         labels = labels.to(self.device)
         levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
         radius = levels / 255 if isinstance(levels, torch.Tensor) else None
         if self.cfg.against.noise:
-            delta = self.noise(x3, labels, generator, shared_channels=gray, on_step=on_step, radius=radius)
+            delta = self.noise(x3, labels, generator, shared_channels=shared, on_step=on_step, radius=radius)
         else:
-            delta = torch.zeros_like(x[:, :1] if gray else x)
+            delta = torch.zeros_like(x[:, :1] if shared else x)
         if self.cloaker is not None:
             delta = self.cloaker(x_u8, x3, delta, groups or [""] * len(x_u8),
                                  self.cfg.radius if radius is None else radius, generator)
+        if shared:          # a method's pattern may leave [0, 1] in one channel: keep the change shared
+            delta = delta.clamp(*ball_bounds(x3, self.cfg.radius if radius is None else radius, True))
         out = quantize(x_u8.to(self.device), delta, levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]

@@ -22,6 +22,12 @@ METRIC_MEANINGS = {
                       "low is expected: the generator learns the noise, not the images"),
     "val_pgd_acc": ("on held-out images under a PGD attack", "robustness of the surrogate"),
 }
+#: Where a method's metric means something else.
+METHOD_MEANINGS = {
+    "pil": {"defended_train_acc": ("on its own protected training images",
+                                   "near chance is expected: PIL's noise leaves the linear surrogate no evidence "
+                                   "of the class in them")},
+}
 
 
 def _size(n: int) -> str:
@@ -112,13 +118,14 @@ def class_lines(classes: dict[str, str], verbose: bool = False, limit: int = 50)
     return lines
 
 
-def metric_lines(metrics: dict[str, object]) -> list[str]:
-    """A card's accuracies as percentages, each with what it measures."""
+def metric_lines(metrics: dict[str, object], method: str = "") -> list[str]:
+    """A card's accuracies as percentages, each with what it measures (for ``method``)."""
+    meanings = {**METRIC_MEANINGS, **METHOD_MEANINGS.get(method, {})}
     lines = []
     for key, value in metrics.items():
         if not key.endswith("_acc") or not isinstance(value, (int, float)):
             continue
-        what, meaning = METRIC_MEANINGS.get(key, (key, ""))
+        what, meaning = meanings.get(key, (key, ""))
         if key == "val_pgd_acc" and isinstance(metrics.get("val_pgd_attack"), dict):
             what += f" ({metrics['val_pgd_attack'].get('eps', '?'):g}/255)"  # type: ignore[union-attr]
         lines.append(f"{value:.1%} {what}" + (f" ({meaning})" if meaning else ""))
