@@ -196,6 +196,32 @@ def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
     return rows, prow
 
 
+def transfer_rows(recs: list[dict]) -> tuple[list[dict], str]:
+    """``bench/transfer.py``'s recognizer on LFW-10: each protected copy against clean, and
+    a line on how that network was trained."""
+    rows, about = [], ""
+    for r in recs:
+        res = r["results"]
+        if res.get("scenario") == "transfer-net":
+            about = (f"The second recognizer (`bench/transfer.py`): ResNet-18 width {res['settings']['width']} at "
+                     f"{res['settings']['size']} px, ArcFace (margin {res['settings']['margin']}, scale "
+                     f"{res['settings']['scale']:g}), {res['settings']['epochs']} epochs on {res['photos']} photos "
+                     f"of {res['identities']} LFW identities no benchmark uses; training accuracy "
+                     f"{res['final_train_acc']}%, {res['seconds']:.0f} s here.")
+        if res.get("scenario") != "transfer":
+            continue
+        n = res["settings"]["test_images"]
+        clean = {run["attacker"]: run for run in res["runs"] if run["data"] == "clean"}
+        for run in res["runs"]:
+            if run["data"] == "clean":
+                continue
+            kc, kp = _count(clean[run["attacker"]]["final_acc"], n), _count(run["final_acc"], n)
+            rows.append({"attacker": run["attacker"].replace("embedding:1nn", "embedding:1nn (no threshold)"),
+                         "gen": run["data"], "clean": interval_cell(kc, n), "prot": interval_cell(kp, n),
+                         "ratio": _ratio(kp, n, kc, n), "faces": f"{run['train_faces']}/{run['train_photos']}"})
+    return rows, about
+
+
 def summary() -> None:
     recs = load("recognizers")["records"]
     rows, prow = personal_rows(recs)
@@ -223,7 +249,17 @@ def summary() -> None:
         "", "Personal folder, everyone together: held-out photos summed over the users.", "",
         *table(prow, [("gen", "protected with"), ("attacker", "attacker"), ("people", "users"),
                       ("clean", "clean-enrolled"), ("prot", "protected-enrolled"), ("ratio", "pooled ratio")]),
-        *speed])
+        *speed, *transfer_table(recs)])
+
+
+def transfer_table(recs: list[dict]) -> list[str]:
+    rows, about = transfer_rows(recs)
+    if not rows:
+        return []
+    return ["", "Transfer: LFW-10 enrolled by a recognizer the cloak never saw, trained here. " + about +
+            " Held-out clean photos named correctly; training photos where dlib found no face are left out.", "",
+            *table(rows, [("attacker", "attacker"), ("gen", "protected with"), ("clean", "clean-enrolled"),
+                          ("prot", "protected-enrolled"), ("ratio", "ratio"), ("faces", "protected photos enrolled")])]
 
 
 def main() -> None:

@@ -48,14 +48,18 @@ SCALE = 30.0          # ArcFace's logit scale
 SEED = 0
 
 
-def chips_of(folder: Path, cache: Path) -> tuple[torch.Tensor, list[str]]:
-    """uint8 chips (N, 3, 150, 150) of every photo under ``folder`` (one subfolder per
-    person) and each one's person; cached as an .npz (no pickle) since detection is slow."""
+def photos_in(folder: Path) -> list[Path]:
+    """The photos of ``folder``'s person subfolders (linked subfolders too), sorted."""
+    return sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".jpg", ".png") and p.is_file())
+
+
+def chips_of(files: list[Path], cache: Path) -> tuple[torch.Tensor, list[str]]:
+    """uint8 chips (N, 3, 150, 150) of ``files`` and each one's person (its folder's name);
+    cached as an .npz (no pickle), since detection is slow."""
     from unlearnable_cli.faces.enrol import load_chips
     if cache.exists():
         with np.load(cache) as z:
             return torch.from_numpy(z["chips"]), [str(p) for p in z["people"]]
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png") and p.is_file())
     chips = load_chips(files)
     people = [p.parent.name for p in files]
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ def train() -> Path:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             right += int((F.normalize(emb) @ F.normalize(weight).T).argmax(1).eq(y[idx]).sum())
         print(f"epoch {epoch + 1}/{EPOCHS}: loss {total / len(x):.3f}, train acc {100 * right / len(x):.1f}%, "
               f"{time.time() - start:.0f} s", flush=True)
@@ -144,9 +148,7 @@ def train() -> Path:
 
 
 def chips_of_people(people: list[str]) -> tuple[torch.Tensor, list[str]]:
-    from subsets import link_folders
-    folder = link_folders(HERE / "people", {p: LFW / p for p in people})
-    return chips_of(folder, HERE / "chips-people.npz")
+    return chips_of([f for p in people for f in sorted((LFW / p).glob("*.jpg"))], HERE / "chips-people.npz")
 
 
 def load_network() -> nn.Module:
@@ -174,7 +176,7 @@ def lfw10(names: list[str]) -> None:
     from unlearnable_cli.config.evaluate import RecognizerConfig
     from unlearnable_cli.evaluate.recognizers import enrol
     split = FACES / "lfw10"
-    test_x, test_p = chips_of(split / "test", HERE / "chips-lfw10-test.npz")
+    test_x, test_p = chips_of(photos_in(split / "test"), HERE / "chips-lfw10-test.npz")
     classes = sorted(set(test_p))
     ty = torch.tensor([classes.index(p) for p in test_p])
     net = Descriptor(load_network())
@@ -182,7 +184,7 @@ def lfw10(names: list[str]) -> None:
     device = torch.device("cpu")
     runs = []
     for name, folder in [("clean", split / "train")] + [(n, FACES / f"protected-{n}") for n in names]:
-        x, p = chips_of(folder, HERE / f"chips-lfw10-{name}.npz")
+        x, p = chips_of(photos_in(folder), HERE / f"chips-lfw10-{name}.npz")
         y = torch.tensor([classes.index(q) for q in p])
         for variant in ("embedding:1nn", "embedding:linear"):
             trained = enrol(net, x, y, {"test": (test_x, ty)}, len(classes), cfg, variant, device)
