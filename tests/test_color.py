@@ -44,3 +44,19 @@ def test_manifests_from_before_a_setting_existed_resume_at_its_old_value() -> No
     assert settings_differences(old, new) == []
     new["settings"]["cloak_objective"] = "away"
     assert settings_differences(old, new) == ["cloak_objective: target → away"]
+
+
+def test_a_strength_is_a_bundle_that_options_beside_it_override(tmp_path: Path, tiny_weights: Path) -> None:
+    from unlearnable_cli.config import Budget, protect_config
+    from unlearnable_cli.config.protect import STRENGTHS, Strength
+    low = protect_config(strength=Strength.LOW)
+    assert (low.budget, low.highpass) == (STRENGTHS[Strength.LOW].budget, STRENGTHS[Strength.LOW].highpass)
+    assert low.strength_as_measured and low.budget is Budget.TEXTURE and low.highpass == 16
+    mixed = protect_config(strength=Strength.LOW, highpass=0)
+    assert mixed.budget is Budget.TEXTURE and mixed.highpass == 0 and not mixed.strength_as_measured
+    assert protect_config().strength_as_measured            # the default level is the defaults
+    save(small("astronaut"), tmp_path / "in" / "a.png")
+    result = run_cli("protect", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_weights,
+                     "--strength", "low", "--highpass", "8")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "Strength low, changed by your options" in text and "highpass 8" in text

@@ -11,13 +11,16 @@ import typer
 from .app import DeviceOpt, QuietOpt, app
 from ..config import EOT_SAMPLES, ConfigError, Device, ProtectConfig, TransformSpec, resolve_device
 from ..config import Budget
-from ..config.protect import Against, CloakConfig, CloakObjective, Color
+from ..config.protect import DEFAULT_STRENGTH, STRENGTHS, Against, CloakConfig, CloakObjective, Color, Strength
 from ..config import OutputFormat
 from ..protect.job import ProtectSummary
 from .console import Command, command_errors, console, err_console, fail, progress_bar, stop_requests
 from .options import config_fields
 
 PROTECT = ProtectConfig()                 # the defaults the help names
+STRENGTH_HELP = ("How strongly to protect, against how visible (default " + DEFAULT_STRENGTH.value + "); measured: "
+                 + "; ".join(f"{s.value}: {level.measured}" for s, level in STRENGTHS.items())
+                 + ". --budget, --highpass and --color given beside it win (docs/protect.md).")
 #: Options that shape the noise optimization; a method may refuse the ones it does not read.
 OPTIMIZATION = ("steps", "step_size", "eot_samples", "random_radius", "eot_grayscale", "eot_scale", "score_step",
                 "highpass")
@@ -36,10 +39,11 @@ def protect(
     eot_grayscale: Annotated[Optional[float], typer.Option(help=f"Chance that each random transformation is also seen in grayscale, so the protection survives a trainer's grayscale conversion; weaker against plain training (default {PROTECT.eot_grayscale:g}; see docs/protect.md).")] = None,
     labels: Annotated[Optional[str], typer.Option(metavar="MODE", help="folders | names | predict | CLASSNAME: which generator class each image is pushed to (default folders).")] = None,
     output_format: Annotated[Optional[OutputFormat], typer.Option("--format", help="png (default), or webp: lossless WebP, smaller; both keep the bound exact (grayscale is stored as RGB in WebP).")] = None,
-    budget: Annotated[Optional[Budget], typer.Option(help="uniform (default): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
+    strength: Annotated[Optional[Strength], typer.Option(help=STRENGTH_HELP)] = None,
+    budget: Annotated[Optional[Budget], typer.Option(help="uniform (the default strength's): every pixel may change by the radius; texture: less in flat areas such as sky or skin, where a change is visible (the bound is unchanged).")] = None,
     score_step: Annotated[Optional[float], typer.Option(help="TUE generators: data-collapse step in levels (α_s; default: the generator's).")] = None,
     eot_scale: Annotated[Optional[float], typer.Option(help=f"Photos: smallest side of the random crops the noise must work through, as a share of the image (default: the generator's, {TransformSpec().min_scale:g}); smaller makes the noise work at finer scales too.")] = None,
-    highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default; try 16; see docs/protect.md). The bound is unchanged.")] = None,
+    highpass: Annotated[Optional[int], typer.Option(metavar="PX", help="Photos: keep the noise finer than PX pixels, so it cannot form visible bands or blotches on skin or sky (0 = off, the default strength's; try 16; see docs/protect.md). The bound is unchanged.")] = None,
     color: Annotated[Optional[Color], typer.Option(help="rgb (default): R, G and B each get their own change; luma: the same change on all three, so the noise alters brightness only: no coloured bands, and a trainer's grayscale conversion cannot remove it (any method; measured: docs/results.md).")] = None,
     against: Annotated[Optional[Against], typer.Option(help="training (default): noise against models trained on the photos from scratch; recognizers: a cloak against pretrained face recognizers that enrol them (dlib's, as in face_recognition; needs the faces extra; one target per folder, so put one person per folder); both: the noise, then the cloak, within the same bound (docs/cloak.md).")] = None,
     cloak_objective: Annotated[Optional[CloakObjective], typer.Option(help="With --against recognizers or both: target (default): move each face's descriptor towards another identity's (Fawkes' choice); away: away from the photo's own; both: the two together (measured: docs/results.md).")] = None,
@@ -59,7 +63,6 @@ def protect(
     from ..protect.folders import default_output_dir
     from ..protect.job import check_options, protect_folder
     from ..models.weights import load_generator_file, resolve_weights
-
     given = [f"--{k.replace('_', '-')}" for k, v in locals().items() if v is not None and k in OPTIMIZATION]
     cfg = build_config(dict(locals()))
     output_dir = output or default_output_dir(input_path, preview=cfg.preview > 0)

@@ -31,6 +31,39 @@ class Color(str, Enum):
     LUMA = "luma"          # one change for R, G and B: brightness only, which grayscale conversion keeps
 
 
+class Strength(str, Enum):
+    """``--strength``: a named bundle of the settings that trade visibility for protection."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+@dataclass(frozen=True)
+class StrengthLevel:
+    """What one ``--strength`` sets (options given beside it win) and what it was measured to do."""
+
+    budget: Budget
+    highpass: int
+    color: Color
+    measured: str          # protection and visibility, measured (docs/results.md, "Strength")
+
+
+#: The levels.  Protection: LFW-10 with ``--weights faces``, a victim trained from scratch at
+#: 64 px (ratio of protected- to clean-trained accuracy, 136 test photos, 95% interval);
+#: visibility: mean SSIM on 50 LFW photos and the 4 bundled ones (bench/results/photos.md).
+STRENGTHS: dict[Strength, StrengthLevel] = {
+    Strength.HIGH: StrengthLevel(Budget.UNIFORM, 0, Color.RGB,
+                                 "faces 0.37 of clean [0.28-0.48]; SSIM 0.90 / 0.92, faint pink and green bands"),
+    Strength.MEDIUM: StrengthLevel(Budget.TEXTURE, 0, Color.RGB,
+                                   "faces 0.51 of clean [0.41-0.63]; less change in flat areas"),
+    Strength.LOW: StrengthLevel(Budget.TEXTURE, 16, Color.RGB,
+                                "faces 0.74 of clean [0.63-0.86]; SSIM 0.96 / 0.97, no bands"),
+}
+#: The default level (rule: docs/protect.md, "Strength").
+DEFAULT_STRENGTH = Strength.HIGH
+
+
 class CloakObjective(str, Enum):
     """Where the cloak moves each photo's descriptor (``--cloak-objective``; faces/cloak.py)."""
 
@@ -83,11 +116,12 @@ class ProtectConfig:
     max_pixels: int = MAX_PIXELS
     output_format: OutputFormat = OutputFormat.PNG
     preview: int = 0                      # > 0: write this many side-by-side previews, nothing else
-    budget: Budget = Budget.UNIFORM       # texture: less than ρ_u in flat areas (budget.py)
+    strength: Strength = DEFAULT_STRENGTH  # the level budget, highpass and color were taken from
+    budget: Budget = STRENGTHS[DEFAULT_STRENGTH].budget   # texture: less than ρ_u in flat areas (budget.py)
     eot_min_scale: float | None = None    # photos: smallest crop side of t (None: the generator's)
     score_step: float | None = None       # TUE: α_s (None: the generator's)
-    highpass: int = 0                     # photos: keep the noise finer than this many pixels (0: off; noise.coarse_part)
-    color: Color = Color.RGB              # luma: the same change on R, G and B (no colour bands)
+    highpass: int = STRENGTHS[DEFAULT_STRENGTH].highpass  # photos: keep the noise finer than this many pixels (0: off)
+    color: Color = STRENGTHS[DEFAULT_STRENGTH].color      # luma: the same change on R, G and B (no colour bands)
     against: Against = Against.TRAINING   # recognizers / both: the cloak of faces/cloak.py (needs the faces extra)
     cloak: CloakConfig = field(default_factory=CloakConfig)
 
@@ -95,6 +129,12 @@ class ProtectConfig:
     def alpha(self) -> float:
         """α_u: the step size actually used (ρ_u / 5 unless given)."""
         return self.step_size if self.step_size is not None else self.radius / 5
+
+    @property
+    def strength_as_measured(self) -> bool:
+        """Whether budget, highpass and color are the strength level's own (its figures apply)."""
+        level = STRENGTHS[self.strength]
+        return (self.budget, self.highpass, self.color) == (level.budget, level.highpass, level.color)
 
     @property
     def radius(self) -> float:
@@ -128,5 +168,9 @@ class ProtectConfig:
 
 
 def protect_config(**options: object) -> ProtectConfig:
-    """A :class:`ProtectConfig` from the options given (``None`` = the default here)."""
-    return ProtectConfig(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+    """A :class:`ProtectConfig` from the options given (``None`` = the default here): the
+    ``strength`` level's budget, highpass and color, under the options given beside it."""
+    given = {k: v for k, v in options.items() if v is not None}
+    level = STRENGTHS[given.get("strength", DEFAULT_STRENGTH)]  # type: ignore[index]
+    bundle = {"budget": level.budget, "highpass": level.highpass, "color": level.color}
+    return ProtectConfig(**{**bundle, **given})  # type: ignore[arg-type]

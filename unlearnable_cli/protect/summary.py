@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..config import ProtectConfig
 from ..config import OutputFormat
-from ..config.protect import Against
+from ..config.protect import STRENGTHS, Against
 from .job import ProtectSummary
 from ..models.weights import DEFAULT_GENERATOR, SHIPPED, GeneratorCard, WeightsError, read_card, shipped_path
 
@@ -65,6 +65,7 @@ def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
         f"Protected {summary.processed} image(s) into {summary.output_dir}{skipped}.",
         f"Every pixel changed by at most {cfg.radius_levels} of 255 levels "
         f"(largest change found: {summary.worst_linf}{psnr}).",
+        strength_line(cfg),
         AGAINST[cfg.against] + " They are not hidden, encrypted or watermarked: people can still see, "
         "share and recognize them, and re-encoding, resizing or editing them weakens the protection.",
     ]
@@ -82,6 +83,15 @@ def plain_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
     else:
         lines.append(f"Settings and one record per image: {summary.manifest} ({summary.seconds:.1f} s).")
     return "\n".join(lines)
+
+
+def strength_line(cfg: ProtectConfig) -> str:
+    """Which ``--strength`` ran and what it was measured to do (or that options changed it)."""
+    level = STRENGTHS[cfg.strength]
+    if cfg.strength_as_measured:
+        return f"Strength {cfg.strength.value}, measured: {level.measured} (docs/results.md)."
+    return (f"Strength {cfg.strength.value}, changed by your options (budget {cfg.budget.value}, highpass "
+            f"{cfg.highpass}, color {cfg.color.value}): its measured figures ({level.measured}) do not apply.")
 
 
 def preview_summary(summary: ProtectSummary, cfg: ProtectConfig) -> str:
