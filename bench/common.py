@@ -122,14 +122,14 @@ def machine_line(env: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def twelve_mp(weights: Path, tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
-    """Protect one 4000x3000 photo via the CLI in a child process (``extra``: more protect
-    options); wall time and peak RSS."""
+def twelve_mp(weights: Path, tmp: Path, extra: tuple[str, ...] = (), size: tuple[int, int] = (4000, 3000)) -> dict[str, float]:
+    """Protect one photo of ``size`` (width, height; 12 MP unless given) via the CLI in a child
+    process (``extra``: more protect options); wall time and peak RSS."""
     from PIL import Image
     from skimage import data
     photo = tmp / "big" / "photo.jpg"
     photo.parent.mkdir()
-    img = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BICUBIC)
+    img = Image.fromarray(data.astronaut()).resize(size, Image.Resampling.BICUBIC)
     img.save(photo, quality=92)
     code = f"""
 import resource, time, sys

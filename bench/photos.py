@@ -13,6 +13,7 @@ materializes ``WORK/lfw10/{train,test}/<identity>/<file>`` as symlinks into
 
     python bench/photos.py visibility [--weights cifar10] [--variant NAME=PROTECT-OPTIONS ...]
     python bench/photos.py photo12mp --weights FILE [--variant NAME=PROTECT-OPTIONS ...]
+    python bench/photos.py photo1mp --weights FILE [--variant NAME=PROTECT-OPTIONS ...]   # 1000x1000
     python bench/photos.py remeasure       # metrics again from the outputs kept in bench/work
 
 protects the bundled example photos and 50 LFW photos (the first 5 test photos of
@@ -120,11 +121,12 @@ def remeasure(work: Path, split: dict) -> None:
 
 
 def summarize() -> None:
-    rows, big = [], []
+    rows, big, one = [], [], []
     for rec in load("photos")["records"]:
-        if rec["key"].startswith("photo12mp-"):
+        if rec["key"].startswith(("photo12mp-", "photo1mp-")):
             r = rec["results"]
-            big.append({"variant": r["variant"], "weights": r["weights"], "s": r["seconds"], "mib": r["extra_mib"]})
+            (big if rec["key"].startswith("photo12mp-") else one).append(
+                {"variant": r["variant"], "weights": r["weights"], "s": r["seconds"], "mib": r["extra_mib"]})
         r = rec["results"]
         if not rec["key"].startswith("visibility-"):
             continue
@@ -152,12 +154,15 @@ def summarize() -> None:
         "", f"A 12-megapixel photo (4000×3000) through `protect` on this CPU; targets ≤ {targets.PHOTO_12MP_SECONDS} s "
         f"and ≤ {targets.PHOTO_12MP_EXTRA_GIB} GiB extra.", "",
         *table(big, [("variant", "protect options"), ("weights", "generator"), ("s", "seconds"),
+                     ("mib", "extra MiB")]),
+        "", "A 1-megapixel photo (1000×1000), the same way.", "",
+        *table(one, [("variant", "protect options"), ("weights", "generator"), ("s", "seconds"),
                      ("mib", "extra MiB")])])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["split", "visibility", "remeasure", "photo12mp", "summary"])
+    parser.add_argument("stage", choices=["split", "visibility", "remeasure", "photo12mp", "photo1mp", "summary"])
     parser.add_argument("--work", type=Path, default=WORK / "photos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default="cifar10", help="generator name or file for the visibility stage")
@@ -172,14 +177,15 @@ def main() -> None:
     dest = materialize(split, args.work / "lfw10")
     counts = {part: sum(map(len, people.values())) for part, people in split.items()}
     print(f"{dest}: {counts['train']} train and {counts['test']} test photos of {len(split['train'])} identities")
-    if args.stage == "photo12mp":           # targets.PHOTO_12MP_*, per variant
+    if args.stage in ("photo12mp", "photo1mp"):   # targets.PHOTO_12MP_*, per variant; 1 MP: 1000x1000
         import tempfile
         variants = dict((v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in args.variant) or VARIANTS
+        size = (4000, 3000) if args.stage == "photo12mp" else (1000, 1000)
         for name, extra in variants.items():
             with tempfile.TemporaryDirectory() as tmp:
-                results = {"variant": name, "weights": args.weights, "protect_options": extra,
-                           **twelve_mp(Path(args.weights), Path(tmp), tuple(extra))}
-            record("photos", f"photo12mp-{name}", results)
+                results = {"variant": name, "weights": args.weights, "protect_options": extra, "size": list(size),
+                           **twelve_mp(Path(args.weights), Path(tmp), tuple(extra), size)}
+            record("photos", f"{args.stage}-{name}", results)
             print(results)
     if args.stage == "remeasure":
         remeasure(args.work, split)

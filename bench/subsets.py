@@ -133,7 +133,9 @@ def site_copy(src: Path, dst: Path, site: str) -> Path:
     from PIL import Image
     if site == "none":
         return src
-    for path in sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")):
+    import os
+    files = [Path(d) / f for d, _, names in os.walk(src, followlinks=True) for f in names]  # linked folders too
+    for path in sorted(p for p in files if p.is_file() and p.suffix.lower() in (".jpg", ".png")):
         out = dst / path.relative_to(src)
         out = out.with_suffix(".jpg" if site.startswith("jpeg") else ".png")
         if out.exists():
