@@ -203,6 +203,8 @@ def summary() -> None:
         if rec["key"].startswith("protect-"):
             timings[rec["key"].removeprefix("protect-")] = rec["results"]
             continue
+        if not rec["key"].startswith("eval-"):       # other probes (pil-steps) have their own tables
+            continue
         res = rec["results"]
         wall[rec["key"]] = res["seconds"]
         quality.update(res["imperceptibility"])

@@ -26,7 +26,9 @@ METRIC_MEANINGS = {
 METHOD_MEANINGS = {
     "pil": {"defended_train_acc": ("on its own protected training images",
                                    "near chance is expected: PIL's noise leaves the linear surrogate no evidence "
-                                   "of the class in them")},
+                                   "of the class in them"),
+            "val_clean_acc": ("on held-out clean images",
+                              "a linear classifier's own accuracy: it is fitted on clean images, not on noise")},
 }
 
 
