@@ -197,13 +197,13 @@ def personal_rows(recs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def transfer_rows(recs: list[dict]) -> tuple[list[dict], str]:
-    """``bench/transfer.py``'s recognizer on LFW-10: each protected copy against clean, and
-    a line on how that network was trained."""
-    rows, about = [], ""
+    """``bench/transfer.py``'s recognizers on LFW-10: each protected copy against clean, and
+    a line on how each network was trained."""
+    rows, about = [], []
     for r in recs:
         res = r["results"]
         if res.get("scenario") == "transfer-net":
-            about = (f"The second recognizer (`bench/transfer.py`): ResNet-18 width {res['settings']['width']} at "
+            about.append(f"`{r['key']}`: ResNet-18 width {res['settings']['width']} at "
                      f"{res['settings']['size']} px, ArcFace (margin {res['settings']['margin']}, scale "
                      f"{res['settings']['scale']:g}), {res['settings']['epochs']} epochs on {res['photos']} photos "
                      f"of {res['identities']} LFW identities no benchmark uses; training accuracy "
@@ -216,10 +216,11 @@ def transfer_rows(recs: list[dict]) -> tuple[list[dict], str]:
             if run["data"] == "clean":
                 continue
             kc, kp = _count(clean[run["attacker"]]["final_acc"], n), _count(run["final_acc"], n)
-            rows.append({"attacker": run["attacker"].replace("embedding:1nn", "embedding:1nn (no threshold)"),
+            rows.append({"net": res.get("network", "transfer-net"),
+                         "attacker": run["attacker"].replace("embedding:1nn", "embedding:1nn (no threshold)"),
                          "gen": run["data"], "clean": interval_cell(kc, n), "prot": interval_cell(kp, n),
                          "ratio": _ratio(kp, n, kc, n), "faces": f"{run['train_faces']}/{run['train_photos']}"})
-    return rows, about
+    return rows, " ".join(about)
 
 
 def summary() -> None:
@@ -258,7 +259,7 @@ def transfer_table(recs: list[dict]) -> list[str]:
         return []
     return ["", "Transfer: LFW-10 enrolled by a recognizer the cloak never saw, trained here. " + about +
             " Held-out clean photos named correctly; training photos where dlib found no face are left out.", "",
-            *table(rows, [("attacker", "attacker"), ("gen", "protected with"), ("clean", "clean-enrolled"),
+            *table(rows, [("net", "network"), ("attacker", "attacker"), ("gen", "protected with"), ("clean", "clean-enrolled"),
                           ("prot", "protected-enrolled"), ("ratio", "ratio"), ("faces", "protected photos enrolled")])]
 
 

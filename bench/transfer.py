@@ -46,6 +46,7 @@ WEIGHT_DECAY = 5e-4
 MARGIN = 0.3          # ArcFace's additive angle (rad); smaller than the paper's 0.5 for 127 identities
 SCALE = 30.0          # ArcFace's logit scale
 SEED = 0
+TAG = ""              # --tag: a second network's files and records (e.g. another --margin)
 
 
 def photos_in(folder: Path) -> list[Path]:
@@ -104,7 +105,7 @@ def arcface_logits(emb: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> 
 
 def train() -> Path:
     from safetensors.torch import save_file
-    out = HERE / "net.safetensors"
+    out = HERE / f"net{TAG}.safetensors"
     people = unbenchmarked_identities()
     chips, owners = chips_of_people(people)
     keep = chips.flatten(1).ne(0).any(1)
@@ -138,12 +139,12 @@ def train() -> Path:
               f"{time.time() - start:.0f} s", flush=True)
     HERE.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
-    record("recognizers", "transfer-net", {
+    record("recognizers", f"transfer-net{TAG}", {
         "scenario": "transfer-net", "identities": len(names), "photos": len(x), "faceless": int((~keep).sum()),
         "settings": {"size": SIZE, "width": WIDTH, "epochs": EPOCHS, "batch": BATCH, "lr": LR,
                      "margin": MARGIN, "scale": SCALE, "seed": SEED},
         "final_train_acc": round(100 * right / len(x), 1), "seconds": round(time.time() - start, 1)},
-        command="python bench/transfer.py train")
+        command=f"python bench/transfer.py train --margin {MARGIN}" + (f" --tag {TAG}" if TAG else ""))
     return out
 
 
@@ -154,7 +155,7 @@ def chips_of_people(people: list[str]) -> tuple[torch.Tensor, list[str]]:
 def load_network() -> nn.Module:
     from safetensors.torch import load_file
     net = network()
-    net.load_state_dict(load_file(str(HERE / "net.safetensors")))
+    net.load_state_dict(load_file(str(HERE / f"net{TAG}.safetensors")))
     return net.eval()
 
 
@@ -192,18 +193,20 @@ def lfw10(names: list[str]) -> None:
             runs.append({"data": name, "attacker": variant, "final_acc": acc,
                          "train_faces": int(x.flatten(1).ne(0).any(1).sum()), "train_photos": len(x)})
             print(f"{name} {variant}: {acc:.1f}%", flush=True)
-    record("recognizers", f"transfer-lfw10-{'+'.join(names)}", {
-        "scenario": "transfer", "settings": {"test_images": len(ty),
+    record("recognizers", f"transfer{TAG}-lfw10-{'+'.join(names)}", {
+        "scenario": "transfer", "network": f"transfer-net{TAG}", "settings": {"test_images": len(ty),
                                              "test_faces": int(test_x.flatten(1).ne(0).any(1).sum())},
-        "runs": runs}, command=f"python bench/transfer.py lfw10 --names {','.join(names)}")
+        "runs": runs}, command=f"python bench/transfer.py lfw10 --names {','.join(names)}" + (f" --tag {TAG}" if TAG else ""))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=("train", "lfw10"))
     ap.add_argument("--names", default="faces,both,cloak", help="lfw10: protected copies (faces.py protect --name)")
+    ap.add_argument("--margin", type=float, default=MARGIN, help="ArcFace's margin (0: a normalized softmax)")
+    ap.add_argument("--tag", default="", help="name suffix of this network's weights and records")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    globals().update(MARGIN=args.margin, TAG=args.tag)
     if args.stage == "train":
         train()
     else:
