@@ -97,15 +97,15 @@ class Protector:
         labels = labels.to(self.device)
         levels = level_map(x_u8.to(self.device), self.cfg.radius_levels, self.cfg.budget)
         radius = levels / 255 if isinstance(levels, torch.Tensor) else None
+        bound = self.cfg.radius if radius is None else radius
         if self.cfg.against.noise:
             delta = self.noise(x3, labels, generator, shared_channels=shared, on_step=on_step, radius=radius)
         else:
             delta = torch.zeros_like(x[:, :1] if shared else x)
         if self.cloaker is not None:
-            delta = self.cloaker(x_u8, x3, delta, groups or [""] * len(x_u8),
-                                 self.cfg.radius if radius is None else radius, generator)
+            delta = self.cloaker(x_u8, x3, delta, groups or [""] * len(x_u8), bound, generator)
         if shared:          # a method's pattern may leave [0, 1] in one channel: keep the change shared
-            delta = delta.clamp(*ball_bounds(x3, self.cfg.radius if radius is None else radius, True))
+            delta = delta.clamp(*ball_bounds(x3, bound, True))
         out = quantize(x_u8.to(self.device), delta, levels)
         out3 = (out.float() / 255).expand(-1, 3, -1, -1)
         after = -self.log_probs(self.thumbnails(out3)).gather(1, labels.cpu()[:, None])[:, 0]
