@@ -29,6 +29,7 @@ from pathlib import Path
 from common import SHARED, WORK, cli, load, record, table, write_markdown
 import targets
 from subsets import cifar_per_class, link_files
+from unlearnable_cli.evaluate.report import ratio_cell
 
 CIFAR = SHARED / "cifar10"
 PARTS = WORK / "efficacy-parts"          # each call's report: the cache the benchmark resumes from
@@ -38,6 +39,7 @@ CONDITIONS = {                      # eval call name -> extra eval arguments (in
     "filters": ["--defense", "grayscale", "--defense", "jpeg:10"],
     "adv2": ["--adv-radius", "2"],
 }
+SIDE_BY_SIDE = ("sem", "sem-luma", "emcw", "tue", "pil", "pil-luma", "pil-luma-g1")   # issue 49's comparison
 
 
 def make_subset(work: Path, per_class: int) -> Path:
@@ -195,6 +197,24 @@ def transfer_table(runs: list[dict]) -> list[str]:
                           ("clean", "clean"), ("protected", "protected"), ("ratio", "ratio")])]
 
 
+def side_by_side(runs: list[dict]) -> list[str]:
+    """One row per noise of ``SIDE_BY_SIDE`` (SEM beside the linear-surrogate and luma variants),
+    one column per training condition: ratio [95% interval], same victims and test images."""
+    cells: dict[str, dict[str, str]] = {}
+    for r, c, _ in paired(runs):
+        if r["method"] in SIDE_BY_SIDE:
+            cells.setdefault(r["method"], {})[condition(r)] = ratio_cell(r["final_acc"], c["final_acc"], r["n"])
+    conds = [c for c in ("standard", "adv 2/255", "adv 4/255", "standard + grayscale", "standard + jpeg:10")
+             if any(c in row for row in cells.values())]
+    if not cells:
+        return []
+    return ["", "Side by side (ratio [95% interval], quick ConvNet, victim seed 0; `-g1`: the generator fitted "
+            "with seed 1; — not measured):", "",
+            "| noise | " + " | ".join(conds) + " |", "|---|" + "---|" * len(conds),
+            *(f"| {m} | " + " | ".join(cells[m].get(c, "—") for c in conds) + " |"
+              for m in SIDE_BY_SIDE if m in cells)]
+
+
 def summary() -> None:
     """Render efficacy.md from every record of efficacy.json."""
     records, quality, timings, wall = [], {}, {}, {}
@@ -210,7 +230,8 @@ def summary() -> None:
         quality.update(res["imperceptibility"])
         for run in res["runs"]:
             records.append(dict(run, method="clean" if run["data"] == "clean" else run["name"], part=rec["key"],
-                                seed=res["settings"]["victim"]["seed"], arch=res["settings"]["victim"]["arch"]))
+                                seed=res["settings"]["victim"]["seed"], arch=res["settings"]["victim"]["arch"],
+                                n=res["settings"]["test_images"]))
     order = {c: i for i, c in enumerate(CONDITIONS)}
     records.sort(key=lambda r: (order[r["part"].split("-")[1]], r["adv_radius"], r["defense"], r["method"], r["seed"]))
     transfer = [r for r in records if r["arch"] != "convnet"]
@@ -218,14 +239,17 @@ def summary() -> None:
     main_runs = [r for r in records if r["seed"] == 0]
     rows = [{"condition": condition(r), "method": r["method"],
              "clean": f"{c['final_acc']:.1f} ({c['best_acc']:.1f})",
-             "protected": f"{r['final_acc']:.1f} ({r['best_acc']:.1f})", "ratio": f"{q:.2f}"}
+             "protected": f"{r['final_acc']:.1f} ({r['best_acc']:.1f})",
+             "ratio": ratio_cell(r["final_acc"], c["final_acc"], r["n"])}
             for r, c, q in paired(main_runs)]
     commits = sorted({rec["environment"].get("commit", "?") for rec in data["records"]})
     lines = ["Accuracy on clean CIFAR-10 test images (2,000) of a victim trained on 10,000 images, in percent,",
-             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch. Victim seed 0.",
+             "final epoch (best epoch in parentheses); ratio = protected / clean, final epoch [95% interval,",
+             "Katz's log method, `metrics.ratio_interval`]. Victim seed 0.",
              f"{len(data['records'])} records measured at {len(commits)} commits; 2-core CPU machines.", ""]
     lines += table(rows, [("condition", "condition"), ("method", "method"), ("clean", "clean"),
                           ("protected", "protected"), ("ratio", "ratio")])
+    lines += side_by_side(main_runs)
     lines += ["", "Targets for the shipped SEM generator:", ""] + sem_targets(main_runs)
     lines += seed_spread(records)
     lines += transfer_table(transfer)
