@@ -39,7 +39,7 @@ CONDITIONS = {                      # eval call name -> extra eval arguments (in
     "filters": ["--defense", "grayscale", "--defense", "jpeg:10"],
     "adv2": ["--adv-radius", "2"],
 }
-SIDE_BY_SIDE = ("sem", "sem-luma", "emcw", "tue", "pil", "pil-luma", "pil-luma-g1")   # issue 49's comparison
+SIDE_BY_SIDE = ("sem", "sem-seed1", "sem-luma", "emcw", "tue", "pil", "pil-luma", "pil-luma-g1")   # issue 49's comparison
 
 
 def make_subset(work: Path, per_class: int) -> Path:
