@@ -204,10 +204,10 @@ def side_by_side(runs: list[dict]) -> list[str]:
     for r, c, _ in paired(runs):
         if r["method"] in SIDE_BY_SIDE:
             cells.setdefault(r["method"], {})[condition(r)] = ratio_cell(r["final_acc"], c["final_acc"], r["n"])
-    conds = [c for c in ("standard", "adv 2/255", "adv 4/255", "standard + grayscale", "standard + jpeg:10")
-             if any(c in row for row in cells.values())]
     if not cells:
         return []
+    conds = [c for c in ("standard", "adv 2/255", "adv 4/255", "standard + grayscale", "standard + jpeg:10")
+             if any(c in row for row in cells.values())]
     return ["", "Side by side (ratio [95% interval], quick ConvNet, victim seed 0; `-g1`: the generator fitted "
             "with seed 1; — not measured):", "",
             "| noise | " + " | ".join(conds) + " |", "|---|" + "---|" * len(conds),
